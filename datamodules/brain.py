@@ -1,0 +1,309 @@
+"""``BrainDataModule``: one TorchIO data pipeline for every research thread.
+
+Manifest CSV -> validated subject records -> ``tio.SubjectsDataset`` per split.
+Training draws patches through ``tio.Queue`` (label-aware or uniform sampler);
+validation, test and prediction yield whole volumes, which the LightningModule
+segments patch by patch with ``datamodules.inference.predict_volume``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import nibabel as nib
+import torch
+import torchio as tio
+from torch.utils.data import DataLoader
+
+from datamodules.manifest import (
+    ManifestError,
+    SubjectRecord,
+    manifest_fingerprint,
+    read_manifest,
+    validate_manifest,
+)
+from datamodules.tasks import Task, parse_task
+from datamodules.transforms import Augmentation, subject_transform
+
+DEFAULT_CLASS_MAP = {1: "cerebrum", 2: "cerebellum", 3: "brainstem", 4: "vessels"}
+SPLITS = ("train", "val", "test")
+
+
+class BrainDataModule(pl.LightningDataModule):
+    """Head-MRI segmentation data from a manifest CSV of NIfTI files.
+
+    Args:
+        manifest: CSV with ``subject``, one column per channel, ``label`` and
+            optionally ``split`` (paths relative to the CSV).
+        channels: manifest columns fed to the network, in this order.
+        class_map: label value in the files -> structure name (0 is background).
+        task: ``multiclass`` or ``binary:<structure>``.
+        spatial_dims: 2 trains on slices (patches one voxel thick along the
+            last axis, squeezed to 2D), 3 on volumes.
+        patch_size: training patch size; two values in 2D, three in 3D.
+        sampler: ``label`` draws patch centres by class with
+            ``label_probabilities``; ``uniform`` draws them anywhere.
+        label_probabilities: structure name (or ``background``) -> relative
+            probability of a patch centred on it; ``None`` weighs classes equally.
+        samples_per_volume: patches drawn from each training volume per epoch.
+        queue_length: patches held in the queue.
+        batch_size: training patches per batch.
+        num_workers: worker processes that load and augment subjects.
+        augmentation: ``none``, ``light`` or ``mri``.
+        val_fraction: share of subjects for validation when the manifest has no
+            ``split`` column.
+        test_fraction: share of subjects for test, likewise.
+        split_seed: seed of that split.
+
+    Example:
+        >>> data = BrainDataModule("data/phantom/manifest.csv", task="binary:vessels")
+        >>> data.num_classes, data.class_names
+        (2, ('background', 'vessels'))
+    """
+
+    def __init__(
+        self,
+        manifest: str = "data/phantom/manifest.csv",
+        channels: Sequence[str] = ("cisternography", "angiography"),
+        class_map: dict[int, str] | None = None,
+        task: str = "multiclass",
+        *,
+        spatial_dims: Literal[2, 3] = 2,
+        patch_size: Sequence[int] = (64, 64),
+        sampler: Literal["label", "uniform"] = "label",
+        label_probabilities: dict[str, float] | None = None,
+        samples_per_volume: int = 16,
+        queue_length: int = 64,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        augmentation: Augmentation = "light",
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.manifest = Path(manifest)
+        self.channels = tuple(channels)
+        self.class_map = dict(class_map or DEFAULT_CLASS_MAP)
+        self.task: Task = parse_task(task, self.class_map)
+        self.spatial_dims = spatial_dims
+        self.patch_size = self._check_patch_size(patch_size, spatial_dims)
+        self.sampler = sampler
+        self.label_probabilities = label_probabilities
+        self.samples_per_volume = samples_per_volume
+        self.queue_length = queue_length
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.augmentation = augmentation
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self._check_options()
+        self.records: dict[str, list[SubjectRecord]] = {}
+        self.fingerprint: str | None = None
+        self._labelled = False
+
+    # ------------------------------------------------------------------ linked
+    @property
+    def num_classes(self) -> int:
+        """Classes the network predicts, background included."""
+        return self.task.num_classes
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels of the network."""
+        return len(self.channels)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Class index -> name, background first."""
+        return self.task.class_names
+
+    # ------------------------------------------------------------- data setup
+    def load(self, stage: str | None = None) -> None:
+        """Read and validate the manifest once, before any training starts.
+
+        Labels are required except for prediction.
+
+        Raises:
+            ManifestError: naming subject, file and problem.
+        """
+        needs_label = stage != "predict"
+        if self.records and (self._labelled or not needs_label):
+            return
+        records = read_manifest(self.manifest, self.channels, require_label=needs_label)
+        validate_manifest(records, {0, *self.class_map}, csv_path=self.manifest)
+        self._check_patch_fits(records)
+        self.fingerprint = manifest_fingerprint(self.manifest, records)
+        self._labelled = needs_label
+        self.records = {"predict": records}
+        if needs_label:
+            self.records.update(self._split(records))
+
+    def setup(self, stage: str) -> None:
+        """Build the subject datasets of ``stage`` (Lightning hook)."""
+        self.load(stage)
+
+    def _split(self, records: list[SubjectRecord]) -> dict[str, list[SubjectRecord]]:
+        """Use the manifest's ``split`` column, or a seeded split by fraction."""
+        if any(record.split is not None for record in records):
+            return {name: [r for r in records if r.split == name] for name in SPLITS}
+        generator = torch.Generator().manual_seed(self.split_seed)
+        order = torch.randperm(len(records), generator=generator).tolist()
+        n_test = max(1, round(len(records) * self.test_fraction))
+        n_val = max(1, round(len(records) * self.val_fraction))
+        if len(records) - n_test - n_val < 1:
+            raise ValueError(
+                f"manifest {self.manifest} has {len(records)} subjects: too few for "
+                f"{n_val} validation and {n_test} test subjects and at least one for training"
+            )
+        shuffled = [records[i] for i in order]
+        return {
+            "test": shuffled[:n_test],
+            "val": shuffled[n_test : n_test + n_val],
+            "train": shuffled[n_test + n_val :],
+        }
+
+    def subjects_dataset(self, split: str, *, augment: bool = False) -> tio.SubjectsDataset:
+        """The ``tio.SubjectsDataset`` of a split, with preprocessing (and augmentation)."""
+        records = self.records.get(split, [])
+        if not records:
+            raise ValueError(f"manifest {self.manifest} has no {split!r} subjects")
+        has_label = all(record.label is not None for record in records)
+        transform = subject_transform(
+            self.task.to_index,
+            preset=self.augmentation if augment else "none",
+            spatial_dims=self.spatial_dims,
+            has_label=has_label,
+        )
+        return tio.SubjectsDataset([to_subject(r) for r in records], transform=transform)
+
+    # ------------------------------------------------------------ dataloaders
+    def train_dataloader(self) -> DataLoader:
+        """Patches from a ``tio.Queue``; the queue's own workers load subjects."""
+        queue = tio.Queue(
+            self.subjects_dataset("train", augment=True),
+            max_length=self.queue_length,
+            samples_per_volume=self.samples_per_volume,
+            sampler=self._patch_sampler(),
+            num_workers=self.num_workers,
+        )
+        # TorchIO requires the queue's DataLoader to use the main process.
+        return DataLoader(
+            queue, batch_size=self.batch_size, num_workers=0, collate_fn=self.collate_patches
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._volume_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._volume_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._volume_loader("predict")
+
+    def _volume_loader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.subjects_dataset(split),
+            batch_size=1,
+            num_workers=self.num_workers,
+            collate_fn=self.collate_volume,
+        )
+
+    def _patch_sampler(self) -> tio.sampler.PatchSampler:
+        patch = (*self.patch_size, 1) if self.spatial_dims == 2 else self.patch_size
+        if self.sampler == "uniform":
+            return tio.UniformSampler(patch)
+        return tio.LabelSampler(patch, "label", self._label_probabilities())
+
+    def _label_probabilities(self) -> dict[int, float]:
+        names = self.task.class_names
+        if self.label_probabilities is None:
+            return {index: 1.0 for index in range(len(names))}
+        unknown = set(self.label_probabilities) - set(names)
+        if unknown:
+            raise ValueError(
+                f"label_probabilities names {sorted(unknown)}, not classes of task "
+                f"{self.task.name!r}: {list(names)}"
+            )
+        return {names.index(name): p for name, p in self.label_probabilities.items()}
+
+    # -------------------------------------------------------------- batching
+    def collate_patches(self, patches: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Stack TorchIO patches into ``image (B, C, *spatial)`` and ``label (B, *spatial)``."""
+        image = torch.stack([self._image(patch) for patch in patches])
+        label = torch.stack([patch["label"][tio.DATA][0] for patch in patches]).long()
+        if self.spatial_dims == 2:
+            image, label = image.squeeze(-1), label.squeeze(-1)
+        return {"image": image, "label": label}
+
+    def collate_volume(self, subjects: list[tio.Subject]) -> dict[str, Any]:
+        """One whole volume: ``image (1, C, H, W, D)``, ``label (1, H, W, D)`` and metadata."""
+        (subject,) = subjects
+        reference = subject[self.channels[0]]
+        batch: dict[str, Any] = {
+            "image": self._image(subject).unsqueeze(0),
+            "subject": subject["subject"],
+            "affine": torch.as_tensor(reference.affine),
+            "spacing": tuple(float(s) for s in reference.spacing),
+        }
+        if "label" in subject:
+            batch["label"] = subject["label"][tio.DATA][0].long().unsqueeze(0)
+        return batch
+
+    def _image(self, subject: dict[str, Any]) -> torch.Tensor:
+        return torch.cat([subject[channel][tio.DATA] for channel in self.channels]).float()
+
+    # ------------------------------------------------------------- checking
+    @staticmethod
+    def _check_patch_size(patch_size: Sequence[int], spatial_dims: int) -> tuple[int, ...]:
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+        patch = tuple(int(p) for p in patch_size)
+        if len(patch) != spatial_dims or min(patch) < 1:
+            raise ValueError(
+                f"patch_size must be {spatial_dims} positive sizes for spatial_dims="
+                f"{spatial_dims}, got {list(patch_size)}"
+            )
+        return patch
+
+    def _check_patch_fits(self, records: Sequence[SubjectRecord]) -> None:
+        """Every training patch must fit inside every volume (header read only)."""
+        for record in records:
+            path = next(iter(record.channels.values()))
+            shape = nib.load(path).shape[: self.spatial_dims]
+            if any(p > s for p, s in zip(self.patch_size, shape, strict=True)):
+                raise ManifestError(
+                    f"Manifest '{self.manifest}': subject '{record.subject}', file '{path}': "
+                    f"volume shape {tuple(shape)} is smaller than patch_size "
+                    f"{list(self.patch_size)}; lower data.patch_size (or use a smaller profile)"
+                )
+
+    def _check_options(self) -> None:
+        if self.sampler not in ("label", "uniform"):
+            raise ValueError(f"sampler must be 'label' or 'uniform', got {self.sampler!r}")
+        if not self.channels:
+            raise ValueError("channels is empty: name at least one manifest column")
+        for name in ("samples_per_volume", "queue_length", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers!r}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if self.label_probabilities is not None:
+            self._label_probabilities()
+
+
+def to_subject(record: SubjectRecord) -> tio.Subject:
+    """A ``tio.Subject`` with one ``ScalarImage`` per channel and a ``label`` map."""
+    images: dict[str, Any] = {
+        name: tio.ScalarImage(path) for name, path in record.channels.items()
+    }
+    if record.label is not None:
+        images["label"] = tio.LabelMap(record.label)
+    return tio.Subject(subject=record.subject, **images)

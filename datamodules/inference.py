@@ -1,0 +1,72 @@
+"""Whole-volume inference by patches: TorchIO's GridSampler and GridAggregator.
+
+In 2D mode every patch is one slice thick along the last axis, squeezed to a 2D
+tensor for the network and put back afterwards: slice-wise inference with the
+same code path as 3D.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torchio as tio
+
+
+def inference_patch_size(
+    volume_shape: Sequence[int], spatial_dims: int, patch_size: Sequence[int] | None
+) -> tuple[int, int, int]:
+    """The 3D patch size the grid sampler uses, clipped to the volume.
+
+    ``None`` means whole slices in 2D and the whole volume in 3D.
+    """
+    shape = tuple(int(s) for s in volume_shape)
+    if patch_size is None:
+        patch = (*shape[:2], 1) if spatial_dims == 2 else shape
+    else:
+        patch = tuple(patch_size)
+        if spatial_dims == 2:
+            patch = (*patch[:2], 1)
+        if len(patch) != 3:
+            raise ValueError(f"a 3D inference patch size needs 3 values, got {patch_size!r}")
+    return tuple(min(p, s) for p, s in zip(patch, shape, strict=True))
+
+
+@torch.no_grad()
+def predict_volume(
+    network: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    *,
+    spatial_dims: int,
+    patch_size: Sequence[int] | None = None,
+    overlap: int = 0,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """Run ``network`` over a whole volume patch by patch and stitch the logits.
+
+    Args:
+        network: maps ``(B, C, *patch)`` to logits ``(B, K, *patch)``.
+        image: ``(C, H, W, D)`` on the network's device.
+        spatial_dims: 2 (slice-wise) or 3.
+        patch_size: see ``inference_patch_size``.
+        overlap: voxels shared by neighbouring patches in-plane (even numbers);
+            overlapping logits are averaged.
+        batch_size: patches per forward pass.
+
+    Returns:
+        Logits ``(K, H, W, D)`` on the image's device.
+    """
+    patch = inference_patch_size(image.shape[1:], spatial_dims, patch_size)
+    patch_overlap = tuple(0 if p == 1 else min(overlap, p - 1) // 2 * 2 for p in patch)
+    subject = tio.Subject(image=tio.ScalarImage(tensor=image.detach().cpu()))
+    sampler = tio.GridSampler(subject, patch, patch_overlap)
+    aggregator = tio.GridAggregator(sampler, overlap_mode="average")
+    loader = torch.utils.data.DataLoader(sampler, batch_size=batch_size)
+    for patches in loader:
+        inputs = patches["image"][tio.DATA].to(image.device)
+        if spatial_dims == 2:
+            logits = network(inputs.squeeze(-1)).unsqueeze(-1)
+        else:
+            logits = network(inputs)
+        aggregator.add_batch(logits.float().cpu(), patches[tio.LOCATION])
+    return aggregator.get_output_tensor().to(image.device)

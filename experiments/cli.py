@@ -1,0 +1,215 @@
+"""The ``versaseg`` command: LightningCLI's fit, validate, test and predict, plus ``phantom``.
+
+Usage::
+
+    versaseg phantom --subjects 12 --out data/phantom --seed 0
+    versaseg fit --config experiments/configs/baseline.yaml [--profile smoke|quick|paper]
+                 [--data.manifest CSV] [--trainer.max_epochs N] [--test_after_fit true]
+    versaseg test --config ... --ckpt_path CKPT
+    versaseg predict --config ... --ckpt_path CKPT --data.manifest CSV
+
+``--profile`` (default ``quick``) inserts ``experiments/configs/profiles/<name>.yaml``
+right after the first ``--config``, so the base config sets the method, the
+profile its size and budget, and later configs and flags override both.
+Problems with the data or the config end in one ``versaseg: error:`` message and
+exit status 2; ``--traceback`` shows the full Python traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from datamodules.brain import BrainDataModule
+from datamodules.manifest import ManifestError
+from datamodules.phantom import write_phantom
+from experiments.tracking import ConfigRecorder, RunRecorder, TrackingLogger, run_location
+from lightning_modules.callbacks import NiftiPredictionWriter
+from lightning_modules.metrics import METRICS
+
+PROFILES_DIR = Path(__file__).resolve().parent / "configs" / "profiles"
+DEFAULT_PROFILE = "quick"
+
+
+class ConfigError(ValueError):
+    """A config value that the classes it configures refused."""
+
+
+class VersasegCLI(LightningCLI):
+    """LightningCLI with the shared data module, linked shapes and MLflow tracking."""
+
+    def __init__(self, args: Sequence[str] | None = None) -> None:
+        super().__init__(
+            datamodule_class=BrainDataModule,
+            subclass_mode_model=True,
+            save_config_callback=ConfigRecorder,
+            save_config_kwargs={"save_to_log_dir": False},
+            trainer_defaults={
+                "logger": {"class_path": f"{TrackingLogger.__module__}.TrackingLogger"}
+            },
+            args=args,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # Shapes the model takes from the data are stated once, in the data config.
+        for name in ("spatial_dims", "in_channels", "class_names"):
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/dice_mean",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-{epoch:03d}",
+            }
+        )
+        parser.add_lightning_class_args(RunRecorder, "run_recorder")
+        parser.add_lightning_class_args(NiftiPredictionWriter, "prediction_writer")
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="after fit, test the best checkpoint in the same MLflow run",
+        )
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as error:
+            if isinstance(error, ManifestError):
+                raise
+            raise ConfigError(f"invalid configuration: {error}") from error
+
+    # Validate the manifest before Lightning starts (and before an MLflow run exists).
+    def before_fit(self) -> None:
+        self.datamodule.load("fit")
+
+    def before_validate(self) -> None:
+        self.datamodule.load("validate")
+
+    def before_test(self) -> None:
+        self.datamodule.load("test")
+
+    def before_predict(self) -> None:
+        self.datamodule.load("predict")
+
+    def after_fit(self) -> None:
+        if self.config[self.subcommand].get("test_after_fit"):
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
+            self.after_test()
+        elif self.trainer.logger is not None:
+            print(run_location(self.trainer.logger))
+
+    def after_test(self) -> None:
+        results = getattr(self.model, "test_results", None)
+        if results is not None:
+            print("\nTest metrics per class (mean ± std over cases; HD95 and ASSD in mm):")
+            print(summary_table(results).to_string())
+        if self.trainer.logger is not None:
+            print(run_location(self.trainer.logger))
+
+    def after_predict(self) -> None:
+        writer = next(c for c in self.trainer.callbacks if isinstance(c, NiftiPredictionWriter))
+        print(f"Wrote {len(writer.written)} label maps to {writer.output_dir}/")
+
+
+def summary_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per-class ``mean ± std`` over cases of each metric, in class order."""
+    grouped = results.groupby("class", sort=False)[list(METRICS)]
+    means, stds = grouped.mean(), grouped.std(ddof=0)
+    table = pd.DataFrame(index=means.index)
+    for metric in METRICS:
+        table[metric] = [
+            f"{m:.3f} ± {s:.3f}" for m, s in zip(means[metric], stds[metric], strict=True)
+        ]
+    return table
+
+
+def apply_profile(args: list[str]) -> list[str]:
+    """Replace ``--profile NAME`` by the profile's config, placed after the first ``--config``."""
+    profile = DEFAULT_PROFILE
+    rest: list[str] = []
+    iterator = iter(args)
+    for arg in iterator:
+        if arg == "--profile":
+            profile = next(iterator, "")
+        elif arg.startswith("--profile="):
+            profile = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    path = PROFILES_DIR / f"{profile}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {known}")
+    if not rest or rest[0].startswith("-"):
+        return rest  # no subcommand: let LightningCLI print its help or usage
+    position = 1
+    for index, arg in enumerate(rest):
+        if arg == "--config":
+            position = index + 2
+            break
+        if arg.startswith("--config="):
+            position = index + 1
+            break
+    return [*rest[:position], "--config", str(path), *rest[position:]]
+
+
+def phantom_main(args: Sequence[str]) -> None:
+    """``versaseg phantom``: write a seeded phantom cohort and its manifest."""
+    parser = argparse.ArgumentParser(
+        prog="versaseg phantom",
+        description="Write a synthetic head phantom cohort: NIfTI volumes plus a manifest CSV.",
+    )
+    parser.add_argument("--subjects", type=int, default=12, help="number of subjects")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--seed", type=int, default=0, help="cohort seed")
+    parser.add_argument("--shape", type=int, nargs=3, default=(96, 96, 64), metavar=("X", "Y", "Z"))
+    parser.add_argument(
+        "--spacing", type=float, nargs=3, default=(2.0, 2.0, 2.0), metavar=("SX", "SY", "SZ")
+    )
+    options = parser.parse_args(args)
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rphantom: {done}/{total} subjects", end="\n" if done == total else "", flush=True)
+
+    manifest = write_phantom(
+        options.out,
+        options.subjects,
+        seed=options.seed,
+        shape=tuple(options.shape),
+        spacing=tuple(options.spacing),
+        progress=progress,
+    )
+    print(f"phantom: manifest written to {manifest}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``versaseg`` console script; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    # The CLI always passes its (profile-expanded) arguments explicitly.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
+    show_traceback = "--traceback" in args
+    args = [arg for arg in args if arg != "--traceback"]
+    try:
+        if args and args[0] == "phantom":
+            phantom_main(args[1:])
+        else:
+            VersasegCLI(apply_profile(args))
+    except (ManifestError, ConfigError) as error:
+        if show_traceback:
+            raise
+        print(f"versaseg: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

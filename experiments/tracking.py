@@ -1,0 +1,210 @@
+"""MLflow tracking: where runs go, what each run records, and how it ends.
+
+- ``TrackingLogger``: Lightning's MLFlowLogger with the project's default store
+  (``sqlite:///mlruns/mlflow.db``, artifacts under ``mlruns/``; the
+  ``MLFLOW_TRACKING_URI`` environment variable points elsewhere) and a
+  ``KILLED`` status for interrupted runs.
+- ``ConfigRecorder``: logs the resolved config as params and as a YAML
+  artifact, with tags for thread, git commit and manifest fingerprint.
+- ``RunRecorder``: keeps the error on a failed run, marks interrupts KILLED,
+  and logs the test outputs (per-case CSV, prediction PNG).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+LOCAL_STORE = Path("mlruns/mlflow.db")
+LOCAL_ARTIFACT_ROOT = Path("mlruns/artifacts")
+MAX_PARAM_LENGTH = 500
+# Config entries that name files rather than settings: not params.
+NOT_PARAMS = ("ckpt_path", "config")
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the local SQLite store ``mlruns/mlflow.db``.
+
+    The local path is made absolute because MLflow caches one database engine
+    per URI string: a relative URI would keep pointing at the first folder.
+    """
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{LOCAL_STORE.resolve()}"
+
+
+def is_local_store(uri: str) -> bool:
+    """Whether ``uri`` is this folder's own ``mlruns/`` store."""
+    return uri == f"sqlite:///{LOCAL_STORE.resolve()}"
+
+
+class TrackingLogger(MLFlowLogger):
+    """MLFlowLogger defaulting to the project's store; one experiment per thread.
+
+    Args:
+        experiment_name: the research thread (``baseline``, ``losses``, ...);
+            also recorded as the run's ``thread`` tag.
+        run_name: shown in the MLflow UI.
+        tracking_uri: ``None`` uses ``MLFLOW_TRACKING_URI`` or the local store.
+        tags: extra run tags.
+        log_model: log checkpoints as artifacts (``True``: best and last at the end).
+        run_id: continue this run, e.g. to resume an interrupted one.
+    """
+
+    def __init__(
+        self,
+        experiment_name: str = "baseline",
+        run_name: str | None = None,
+        tracking_uri: str | None = None,
+        tags: dict[str, Any] | None = None,
+        log_model: bool = True,
+        run_id: str | None = None,
+    ) -> None:
+        uri = tracking_uri or default_tracking_uri()
+        local = is_local_store(uri)
+        if local:
+            LOCAL_ARTIFACT_ROOT.mkdir(parents=True, exist_ok=True)
+        super().__init__(
+            experiment_name=experiment_name,
+            run_name=run_name,
+            tracking_uri=uri,
+            tags={"thread": experiment_name, **(tags or {})},
+            log_model=log_model,
+            artifact_location=(
+                str((LOCAL_ARTIFACT_ROOT / experiment_name).resolve()) if local else None
+            ),
+            run_id=run_id,
+        )
+        self._killed = False
+
+    def mark_killed(self) -> None:
+        """End the run as KILLED instead of FAILED (an interrupt, not a bug)."""
+        self._killed = True
+
+    def finalize(self, status: str = "success") -> None:
+        super().finalize("KILLED" if self._killed and status == "failed" else status)
+
+
+class ConfigRecorder(SaveConfigCallback):
+    """Record the resolved config on the run: params, tags and a YAML artifact."""
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        logger = trainer.logger
+        if not isinstance(logger, MLFlowLogger):
+            return
+        config = self.parser.dump(self.config, skip_none=False, format="yaml")
+        params = flatten(self.parser.dump(self.config, skip_none=False, format="json_indented"))
+        # A resumed run keeps its first params (MLflow forbids changing them);
+        # what the resumption changed is kept as a tag and a second config file.
+        logged = logger.experiment.get_run(logger.run_id).data.params
+        changed = {k: v for k, v in params.items() if k in logged and logged[k] != v}
+        logger.log_hyperparams({k: v for k, v in params.items() if k not in logged})
+        if changed:
+            overrides = ", ".join(f"{k}={v}" for k, v in changed.items())
+            logger.experiment.set_tag(logger.run_id, "resumed_with", overrides[:MAX_PARAM_LENGTH])
+        tags = {"git_commit": git_commit()}
+        fingerprint = getattr(trainer.datamodule, "fingerprint", None)
+        if fingerprint:
+            tags["manifest_fingerprint"] = fingerprint
+        for key, value in tags.items():
+            logger.experiment.set_tag(logger.run_id, key, value)
+        log_text(logger, config, "config_resumed.yaml" if logged else "config.yaml")
+
+
+class RunRecorder(pl.Callback):
+    """Keep what a run produced or why it stopped, as MLflow artifacts and tags."""
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        logger = trainer.logger
+        if not isinstance(logger, MLFlowLogger) or logger._run_id is None:
+            return
+        if isinstance(exception, KeyboardInterrupt | SIGTERMException) and isinstance(
+            logger, TrackingLogger
+        ):
+            logger.mark_killed()
+        message = f"{type(exception).__name__}: {exception}"
+        logger.experiment.set_tag(logger.run_id, "error", message[:MAX_PARAM_LENGTH])
+        details = "".join(traceback.format_exception(exception))
+        log_text(logger, details, "error.txt")
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        logger = trainer.logger
+        results = getattr(pl_module, "test_results", None)
+        if not isinstance(logger, MLFlowLogger) or results is None:
+            return
+        from experiments.figures import prediction_figure
+
+        with tempfile.TemporaryDirectory() as folder:
+            per_case = Path(folder) / "per_case_metrics.csv"
+            results.to_csv(per_case, index=False)
+            logger.experiment.log_artifact(logger.run_id, str(per_case), "metrics")
+            example = getattr(pl_module, "test_example", None)
+            if example is not None:
+                figure_path = Path(folder) / f"prediction_{example['subject']}.png"
+                prediction_figure(**example).savefig(figure_path, dpi=100)
+                logger.experiment.log_artifact(logger.run_id, str(figure_path), "figures")
+
+
+def flatten(config: str | Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config -> ``{"data.batch_size": "16", ...}`` with MLflow-sized values."""
+    if isinstance(config, str):
+        import json
+
+        config = json.loads(config)
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        if not prefix and key in NOT_PARAMS:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+def git_commit() -> str:
+    """The source tree's commit, ``-dirty`` when it has uncommitted changes."""
+    source = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", *args], cwd=source, capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return "unknown"
+    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def log_text(logger: MLFlowLogger, text: str, artifact_file: str) -> None:
+    """Write ``text`` as an artifact file of the logger's run."""
+    logger.experiment.log_text(logger.run_id, text, artifact_file)
+
+
+def run_location(logger: MLFlowLogger) -> str:
+    """Where to find a run: store, experiment, run id and the ``make ui`` address."""
+    experiment_id, run_id = logger.experiment_id, logger.run_id
+    lines = [
+        f"MLflow store:  {logger._tracking_uri}",
+        f"experiment:    {logger._experiment_name} (id {experiment_id})",
+        f"run:           {run_id}",
+    ]
+    if is_local_store(logger._tracking_uri):
+        lines.append(
+            f"open it:       make ui, then http://127.0.0.1:5000/#/experiments/{experiment_id}"
+            f"/runs/{run_id}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""Callbacks shared by the research threads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import nibabel as nib
+import numpy as np
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+
+class NiftiPredictionWriter(BasePredictionWriter):
+    """Write each predicted label map as ``<output_dir>/<subject>_label.nii.gz``.
+
+    Class indices are mapped back to the label values of the class map, and the
+    file carries the input's affine (as qform and sform), so it overlays the
+    input in ITK-SNAP or 3D Slicer.
+
+    Args:
+        output_dir: folder for the label files; created if needed.
+    """
+
+    def __init__(self, output_dir: str = "predictions") -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+        self.written: list[Path] = []
+
+    def write_on_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: dict[str, Any],
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
+        label_values = np.asarray(trainer.datamodule.task.label_values, dtype=np.uint16)
+        labels = label_values[prediction["prediction"].numpy()]
+        dtype = np.uint8 if label_values.max() < 256 else np.uint16
+        affine = prediction["affine"].numpy().astype(np.float64)
+        image = nib.Nifti1Image(labels.astype(dtype), affine)
+        image.set_qform(affine, code=1)
+        image.set_sform(affine, code=1)
+        image.header.set_xyzt_units("mm")
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / f"{prediction['subject']}_label.nii.gz"
+        nib.save(image, path)
+        self.written.append(path)

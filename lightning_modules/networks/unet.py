@@ -1,0 +1,159 @@
+"""A configurable U-Net (Ronneberger et al., MICCAI 2015) for 2D or 3D inputs.
+
+Plain ``torch.nn``: no Lightning here, so the network can be reused, benchmarked
+and exported on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+Norm = Literal["batch", "instance", "none"]
+
+_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+_TRANSPOSED_CONV = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+_MAX_POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
+_DROPOUT = {2: nn.Dropout2d, 3: nn.Dropout3d}
+_NORM = {
+    ("batch", 2): nn.BatchNorm2d,
+    ("batch", 3): nn.BatchNorm3d,
+    ("instance", 2): nn.InstanceNorm2d,
+    ("instance", 3): nn.InstanceNorm3d,
+}
+
+
+def norm_layer(norm: Norm, spatial_dims: int, channels: int) -> nn.Module:
+    """The normalisation layer named by ``norm`` (``none`` gives an identity)."""
+    if norm == "none":
+        return nn.Identity()
+    # Instance norm without affine parameters would drop the learnable scale.
+    kwargs = {"affine": True} if norm == "instance" else {}
+    return _NORM[(norm, spatial_dims)](channels, **kwargs)
+
+
+class ConvBlock(nn.Sequential):
+    """Two 3x3(x3) conv - norm - ReLU layers, with optional dropout in between."""
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        *,
+        norm: Norm = "batch",
+        dropout: float = 0.0,
+    ) -> None:
+        conv = _CONV[spatial_dims]
+        # Bias is redundant before a normalisation layer that re-centres.
+        bias = norm == "none"
+        layers: list[nn.Module] = [
+            conv(in_channels, out_channels, 3, padding=1, bias=bias),
+            norm_layer(norm, spatial_dims, out_channels),
+            nn.ReLU(inplace=True),
+        ]
+        if dropout > 0:
+            layers.append(_DROPOUT[spatial_dims](dropout))
+        layers += [
+            conv(out_channels, out_channels, 3, padding=1, bias=bias),
+            norm_layer(norm, spatial_dims, out_channels),
+            nn.ReLU(inplace=True),
+        ]
+        super().__init__(*layers)
+
+
+class UNet(nn.Module):
+    """U-Net with long concatenation skips between encoder and decoder levels.
+
+    Inputs of any spatial size work: where pooling rounded an odd size down,
+    the up-sampled map is zero-padded back to its skip's size.
+
+    Args:
+        spatial_dims: 2 for slices, 3 for volumes.
+        in_channels: input image channels (one per MRI contrast).
+        out_channels: number of classes, background included.
+        depth: number of resolution levels (the bottleneck included).
+        base_channels: feature maps at the first level; doubled per level.
+        norm: ``batch``, ``instance`` or ``none``.
+        dropout: dropout rate inside the bottleneck block.
+
+    Example:
+        >>> net = UNet(spatial_dims=2, in_channels=2, out_channels=5)
+        >>> net(torch.zeros(1, 2, 64, 64)).shape
+        torch.Size([1, 5, 64, 64])
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        *,
+        depth: int = 4,
+        base_channels: int = 16,
+        norm: Norm = "batch",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth!r}")
+        if norm not in ("batch", "instance", "none"):
+            raise ValueError(f"norm must be 'batch', 'instance' or 'none', got {norm!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.spatial_dims = spatial_dims
+        widths = [base_channels * 2**level for level in range(depth)]
+
+        self.encoders = nn.ModuleList()
+        channels = in_channels
+        for level, width in enumerate(widths):
+            is_bottleneck = level == depth - 1
+            self.encoders.append(
+                ConvBlock(
+                    spatial_dims,
+                    channels,
+                    width,
+                    norm=norm,
+                    dropout=dropout if is_bottleneck else 0.0,
+                )
+            )
+            channels = width
+        self.pool = _MAX_POOL[spatial_dims](2)
+
+        self.upsamplers = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for width in reversed(widths[:-1]):
+            self.upsamplers.append(_TRANSPOSED_CONV[spatial_dims](channels, width, 2, stride=2))
+            self.decoders.append(ConvBlock(spatial_dims, 2 * width, width, norm=norm))
+            channels = width
+        self.head = _CONV[spatial_dims](channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(B, in_channels, *spatial)`` to logits ``(B, out_channels, *spatial)``."""
+        skips = []
+        for level, encoder in enumerate(self.encoders):
+            if level > 0:
+                x = self.pool(x)
+            x = encoder(x)
+            skips.append(x)
+        skips.pop()  # the bottleneck output is x itself
+        for upsample, decoder in zip(self.upsamplers, self.decoders, strict=True):
+            skip = skips.pop()
+            x = upsample(x)
+            if x.shape[2:] != skip.shape[2:]:
+                # Odd sizes were rounded down by pooling; pad back to the skip's size.
+                x = _pad_to(x, skip.shape[2:])
+            x = decoder(torch.cat([skip, x], dim=1))
+        return self.head(x)
+
+
+def _pad_to(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """Zero-pad the trailing spatial dims of ``x`` up to ``size``."""
+    padding: list[int] = []
+    for have, want in zip(reversed(x.shape[2:]), reversed(size), strict=True):
+        padding += [0, want - have]
+    return nn.functional.pad(x, padding)

@@ -1,0 +1,186 @@
+"""``SegmentationModule``: supervised segmentation, the baseline every thread extends.
+
+Training runs on patches; validation and test segment whole volumes patch by
+patch (``datamodules.inference.predict_volume``) so that Dice, HD95 and ASSD are
+measured on complete cases, the way the report's tables are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import pandas as pd
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+from datamodules.inference import predict_volume
+from lightning_modules.losses import build_loss
+from lightning_modules.metrics import METRICS, case_metrics, dice_per_class
+from lightning_modules.networks import build_network
+
+
+class SegmentationModule(pl.LightningModule):
+    """A network and a loss trained on patches, evaluated on whole volumes.
+
+    Args:
+        network: a name in ``lightning_modules.networks.NETWORKS``.
+        network_options: the network's keyword arguments (depth, widths, ...).
+        loss: a loss base in ``lightning_modules.losses.LOSSES``.
+        loss_weighting: a weighting in ``lightning_modules.losses.WEIGHTINGS``.
+        loss_options: the loss's keyword arguments.
+        optimizer: builds the optimiser from the parameters.
+        lr_scheduler: builds a scheduler from the optimiser, or ``None``.
+        spatial_dims: 2 or 3 (linked from the data module).
+        in_channels: input channels (linked from the data module).
+        class_names: class index -> name, background first (linked).
+        inference_patch_size: patch size for whole-volume inference; ``None``
+            gives whole slices in 2D and the whole volume in 3D.
+        inference_overlap: in-plane overlap of inference patches, in voxels.
+        inference_batch_size: patches per forward pass at inference.
+    """
+
+    def __init__(
+        self,
+        network: str = "unet",
+        network_options: dict[str, Any] | None = None,
+        loss: str = "dice_ce",
+        loss_weighting: str = "none",
+        loss_options: dict[str, Any] | None = None,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        *,
+        spatial_dims: int = 2,
+        in_channels: int = 2,
+        class_names: Sequence[str] = (
+            "background",
+            "cerebrum",
+            "cerebellum",
+            "brainstem",
+            "vessels",
+        ),
+        inference_patch_size: Sequence[int] | None = None,
+        inference_overlap: int = 0,
+        inference_batch_size: int = 32,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.class_names = tuple(class_names)
+        self.network = build_network(
+            network,
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=len(self.class_names),
+            **(network_options or {}),
+        )
+        self.loss = build_loss(loss, loss_weighting, **(loss_options or {}))
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.spatial_dims = spatial_dims
+        self.inference_patch_size = inference_patch_size
+        self.inference_overlap = inference_overlap
+        self.inference_batch_size = inference_batch_size
+        self._val_dice: list[torch.Tensor] = []
+        self._test_rows: list[pd.DataFrame] = []
+        self.test_results: pd.DataFrame | None = None
+        self.test_example: dict[str, Any] | None = None
+
+    @property
+    def structures(self) -> tuple[str, ...]:
+        """Foreground class names, in class-index order."""
+        return self.class_names[1:]
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K, *spatial)`` of a patch batch ``(B, C, *spatial)``."""
+        return self.network(image)
+
+    def segment(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits ``(K, H, W, D)`` of a whole volume ``(C, H, W, D)``."""
+        return predict_volume(
+            self.network,
+            image,
+            spatial_dims=self.spatial_dims,
+            patch_size=self.inference_patch_size,
+            overlap=self.inference_overlap,
+            batch_size=self.inference_batch_size,
+        )
+
+    # --------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"])
+        loss = self.loss(logits, batch["label"], mask=batch.get("mask"))
+        self.log(
+            "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(logits)
+        )
+        return loss
+
+    # ------------------------------------------------------------- validation
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        logits = self.segment(batch["image"][0])
+        label = batch["label"][0]
+        loss = self.loss(logits.unsqueeze(0), label.unsqueeze(0))
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=1)
+        self._val_dice.append(dice_per_class(logits.argmax(0), label, len(self.class_names)))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_dice:
+            return
+        mean_dice = torch.stack(self._val_dice).mean(0)
+        self._val_dice.clear()
+        for name, value in zip(self.structures, mean_dice, strict=True):
+            self.log(f"val/dice_{name}", value)
+        self.log("val/dice_mean", mean_dice.mean(), prog_bar=True)
+
+    # ------------------------------------------------------------------- test
+    def on_test_epoch_start(self) -> None:
+        self._test_rows.clear()
+        self.test_results = None
+        self.test_example = None
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        image, label = batch["image"][0], batch["label"][0]
+        prediction = self.segment(image).argmax(0)
+        rows = case_metrics(
+            prediction.cpu(), label.cpu(), class_names=self.class_names, spacing=batch["spacing"]
+        )
+        rows.insert(0, "subject", batch["subject"])
+        self._test_rows.append(rows)
+        if self.test_example is None:
+            self.test_example = {
+                "subject": batch["subject"],
+                "image": image[0].cpu(),
+                "truth": label.cpu(),
+                "prediction": prediction.cpu(),
+                "class_names": self.class_names,
+            }
+
+    def on_test_epoch_end(self) -> None:
+        results = pd.concat(self._test_rows, ignore_index=True)
+        self.test_results = results
+        means = results.groupby("class", sort=False)[list(METRICS)].mean()
+        for metric in METRICS:
+            for name in self.structures:
+                self.log(f"test/{metric}_{name}", float(means.loc[name, metric]))
+        self.log("test/dice_mean", float(means["dice"].mean()))
+
+    # ---------------------------------------------------------------- predict
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Class indices ``(H, W, D)`` of one volume, with what a writer needs."""
+        prediction = self.segment(batch["image"][0]).argmax(0)
+        return {
+            "subject": batch["subject"],
+            "prediction": prediction.cpu(),
+            "affine": batch["affine"],
+        }
+
+    # -------------------------------------------------------------- optimiser
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer(self.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        scheduler = self.lr_scheduler(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"},
+        }

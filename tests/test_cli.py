@@ -1,0 +1,207 @@
+"""End to end through the ``versaseg`` CLI on a tiny phantom, with the smoke profile.
+
+These runs train for real (a few seconds each) and check what lands in MLflow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.cli import apply_profile, main
+from experiments.tracking import default_tracking_uri
+from tests.conftest import BASELINE
+
+pytestmark = pytest.mark.slow
+
+STRUCTURES = ("cerebrum", "cerebellum", "brainstem", "vessels")
+
+
+def fit(manifest: Path, *extra: str) -> int:
+    config = ["--config", str(BASELINE), "--profile", "smoke"]
+    return main(["fit", *config, "--data.manifest", str(manifest), *extra])
+
+
+def only_run(experiment: str = "baseline") -> mlflow.entities.Run:
+    client = mlflow.MlflowClient(default_tracking_uri())
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1
+    return runs[0]
+
+
+def artifact_paths(run: mlflow.entities.Run, folder: str = "") -> set[str]:
+    client = mlflow.MlflowClient(default_tracking_uri())
+    paths: set[str] = set()
+    for item in client.list_artifacts(run.info.run_id, folder or None):
+        if item.is_dir:
+            paths |= artifact_paths(run, item.path)
+        else:
+            paths.add(item.path)
+    return paths
+
+
+def test_fit_then_test_leaves_a_finished_run_with_everything(in_tmp, phantom_manifest, capsys):
+    assert fit(phantom_manifest, "--test_after_fit", "true") == 0
+    run = only_run()
+    assert run.info.status == "FINISHED"
+
+    params = run.data.params
+    assert params["data.manifest"] == str(phantom_manifest)
+    assert params["model.init_args.network"] == "unet"
+    assert params["trainer.max_epochs"] == "1"  # from the smoke profile
+    assert params["seed_everything"] == "42"
+
+    tags = run.data.tags
+    assert tags["thread"] == "baseline"
+    assert len(tags["manifest_fingerprint"]) == 16
+    assert tags["git_commit"]
+
+    metrics = run.data.metrics
+    expected = {"train/loss", "val/loss", "val/dice_mean", "test/dice_mean"}
+    for name in STRUCTURES:
+        expected |= {f"val/dice_{name}", f"test/dice_{name}", f"test/hd95_{name}"}
+        expected.add(f"test/assd_{name}")
+    assert expected <= set(metrics)
+    assert 0.0 <= metrics["test/dice_cerebrum"] <= 1.0
+
+    artifacts = artifact_paths(run)
+    assert "config.yaml" in artifacts
+    assert "metrics/per_case_metrics.csv" in artifacts
+    assert any(p.startswith("figures/prediction_") and p.endswith(".png") for p in artifacts)
+    assert any(p.endswith(".ckpt") for p in artifacts)
+
+    local = Path(
+        mlflow.MlflowClient(default_tracking_uri()).download_artifacts(
+            run.info.run_id, "metrics/per_case_metrics.csv", str(in_tmp)
+        )
+    )
+    per_case = pd.read_csv(local)
+    assert list(per_case.columns) == ["subject", "class", "dice", "hd95", "assd"]
+    assert list(per_case["class"]) == list(STRUCTURES)
+    assert per_case["dice"].mean() == pytest.approx(
+        np.mean([metrics[f"test/dice_{name}"] for name in STRUCTURES])
+    )
+    printed = capsys.readouterr().out
+    assert "Test metrics per class" in printed
+    assert run.info.run_id in printed
+
+
+def test_a_run_that_raises_is_recorded_as_failed(in_tmp, phantom_manifest):
+    with pytest.raises(RuntimeError, match="deliberate failure"):
+        fit(phantom_manifest, "--trainer.callbacks+=tests.helpers.FailOnTrainStart")
+    run = only_run()
+    assert run.info.status == "FAILED"
+    assert "deliberate failure" in run.data.tags["error"]
+    assert "error.txt" in artifact_paths(run)
+
+
+def test_an_interrupted_run_is_recorded_as_killed(in_tmp, phantom_manifest):
+    with pytest.raises(SystemExit):
+        fit(phantom_manifest, "--trainer.callbacks+=tests.helpers.InterruptOnTrainStart")
+    assert only_run().info.status == "KILLED"
+
+
+def test_resume_continues_the_same_run_from_the_last_checkpoint(in_tmp, phantom_manifest):
+    assert fit(phantom_manifest) == 0
+    run = only_run()
+    experiment = run.info.experiment_id
+    last = in_tmp / "mlruns/checkpoints" / experiment / run.info.run_id / "checkpoints/last.ckpt"
+    assert last.is_file()
+    resumed = fit(
+        phantom_manifest,
+        "--ckpt_path",
+        str(last),
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.logger.init_args.run_id",
+        run.info.run_id,
+    )
+    assert resumed == 0
+    run = only_run()
+    assert run.info.status == "FINISHED"
+    client = mlflow.MlflowClient(default_tracking_uri())
+    epochs = [m.value for m in client.get_metric_history(run.info.run_id, "val/dice_mean")]
+    assert len(epochs) == 2
+
+
+def test_predict_writes_label_maps_with_the_input_affine(in_tmp, phantom_manifest):
+    assert fit(phantom_manifest) == 0
+    run = only_run()
+    checkpoint = next((in_tmp / "mlruns/checkpoints").rglob("last.ckpt"))
+    out = in_tmp / "predicted"
+    status = main(
+        [
+            "predict",
+            "--config",
+            str(BASELINE),
+            "--profile",
+            "smoke",
+            "--data.manifest",
+            str(phantom_manifest),
+            "--ckpt_path",
+            str(checkpoint),
+            "--prediction_writer.output_dir",
+            str(out),
+        ]
+    )
+    assert status == 0
+    assert run.info.run_id  # predict makes no training run of its own
+    manifest = pd.read_csv(phantom_manifest)
+    written = sorted(out.glob("*_label.nii.gz"))
+    assert [p.name for p in written] == [f"{s}_label.nii.gz" for s in manifest["subject"]]
+    source = nib.load(phantom_manifest.parent / manifest["cisternography"][0])
+    predicted = nib.load(written[0])
+    assert predicted.shape == source.shape
+    np.testing.assert_allclose(predicted.affine, source.affine)
+    np.testing.assert_allclose(predicted.header.get_zooms(), source.header.get_zooms())
+    assert int(predicted.header["sform_code"]) == 1
+    assert set(np.unique(np.asarray(predicted.dataobj))) <= {0, 1, 2, 3, 4}
+
+
+def test_bad_manifest_gives_one_clear_error_and_no_run(in_tmp, phantom_manifest, capsys):
+    table = pd.read_csv(phantom_manifest)
+    table.loc[2, "label"] = "phantom_002/missing.nii.gz"
+    for column in ("cisternography", "angiography"):
+        table[column] = [str(phantom_manifest.parent / p) for p in table[column]]
+    table.loc[[0, 1, 3, 4, 5], "label"] = [
+        str(phantom_manifest.parent / p) for p in table.loc[[0, 1, 3, 4, 5], "label"]
+    ]
+    table.to_csv("broken.csv", index=False)
+    assert fit(Path("broken.csv")) == 2
+    error = capsys.readouterr().err
+    assert "versaseg: error: Manifest 'broken.csv' has 1 problem" in error
+    assert "phantom_002" in error and "missing.nii.gz" in error and "does not exist" in error
+    assert "Traceback" not in error
+    # checked before any MLflow run starts
+    client = mlflow.MlflowClient(default_tracking_uri())
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
+def test_bad_config_value_gives_one_clear_error(in_tmp, phantom_manifest, capsys):
+    assert fit(phantom_manifest, "--model.init_args.network", "resnet") == 2
+    error = capsys.readouterr().err
+    assert "unknown network 'resnet'" in error
+    assert "Traceback" not in error
+
+
+def test_profiles_are_inserted_after_the_first_config():
+    args = apply_profile(["fit", "--config", "a.yaml", "--profile", "smoke", "--x", "1"])
+    assert args[:3] == ["fit", "--config", "a.yaml"]
+    assert args[3] == "--config" and args[4].endswith("profiles/smoke.yaml")
+    assert args[5:] == ["--x", "1"]
+    assert apply_profile(["fit"])[2].endswith("profiles/quick.yaml")
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        apply_profile(["fit", "--profile", "huge"])
+
+
+def test_phantom_command_writes_a_manifest(in_tmp, capsys):
+    status = main(["phantom", "--subjects", "2", "--out", "cohort", "--shape", "32", "32", "24"])
+    assert status == 0
+    table = pd.read_csv("cohort/manifest.csv")
+    assert list(table["subject"]) == ["phantom_000", "phantom_001"]
+    assert "2/2 subjects" in capsys.readouterr().out
