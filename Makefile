@@ -14,9 +14,10 @@ PROFILE ?= quick
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
+# The stamp makes `install` idempotent; compat mode puts the checkout itself on
+# sys.path, so a new package folder needs no reinstall.
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	# compat mode puts the checkout on sys.path, so new packages need no reinstall.
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt \
 		--config-settings editable_mode=compat -e '.[dev]'
 	touch $(STAMP)
@@ -37,9 +38,10 @@ demo: install $(PHANTOM)/manifest.csv ## phantom -> train baseline U-Net (PROFIL
 	$(BIN)/versaseg fit --config experiments/configs/baseline.yaml --profile $(PROFILE) \
 		--data.manifest $(PHANTOM)/manifest.csv --test_after_fit true
 
-ui: install ## serve the MLflow UI on http://127.0.0.1:5000
+UI_PORT ?= 5000
+ui: install ## serve the MLflow UI on http://127.0.0.1:5000 (UI_PORT=... to change)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
-		--default-artifact-root ./mlruns/artifacts --host 127.0.0.1 --port 5000
+		--host 127.0.0.1 --port $(UI_PORT)
 
 clean: ## remove the venv, caches, phantom data and local MLflow runs
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache data predictions reports

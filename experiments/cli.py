@@ -99,6 +99,8 @@ class VersasegCLI(LightningCLI):
 
     def before_predict(self) -> None:
         self.datamodule.load("predict")
+        # Prediction writes label files; it is not an experiment, so no MLflow run.
+        self.trainer.loggers = []
 
     def after_fit(self) -> None:
         if self.config[self.subcommand].get("test_after_fit"):
