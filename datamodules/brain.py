@@ -301,9 +301,7 @@ class BrainDataModule(pl.LightningDataModule):
 
 def to_subject(record: SubjectRecord) -> tio.Subject:
     """A ``tio.Subject`` with one ``ScalarImage`` per channel and a ``label`` map."""
-    images: dict[str, Any] = {
-        name: tio.ScalarImage(path) for name, path in record.channels.items()
-    }
+    images: dict[str, Any] = {name: tio.ScalarImage(path) for name, path in record.channels.items()}
     if record.label is not None:
         images["label"] = tio.LabelMap(record.label)
     return tio.Subject(subject=record.subject, **images)

@@ -9,8 +9,8 @@ to the consecutive class indices a network predicts, and back again.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from numbers import Integral
 from dataclasses import dataclass
+from numbers import Integral
 
 BACKGROUND = "background"
 

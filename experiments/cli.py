@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -72,6 +73,12 @@ class VersasegCLI(LightningCLI):
         )
         parser.add_lightning_class_args(RunRecorder, "run_recorder")
         parser.add_lightning_class_args(NiftiPredictionWriter, "prediction_writer")
+        parser.add_argument(
+            "--profile",
+            type=str | None,
+            default=None,
+            help="the profile this config was resolved with; set by the profile file",
+        )
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -135,8 +142,13 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def apply_profile(args: list[str]) -> list[str]:
-    """Replace ``--profile NAME`` by the profile's config, placed after the first ``--config``."""
-    profile = DEFAULT_PROFILE
+    """Replace ``--profile NAME`` by the profile's config, placed after the first ``--config``.
+
+    Without ``--profile`` the default profile is inserted, unless the first
+    config already records one (a ``profile:`` key): configs that MLflow runs
+    log are complete, and are run again exactly as they are.
+    """
+    profile: str | None = None
     rest: list[str] = []
     iterator = iter(args)
     for arg in iterator:
@@ -146,21 +158,37 @@ def apply_profile(args: list[str]) -> list[str]:
             profile = arg.split("=", 1)[1]
         else:
             rest.append(arg)
+    if not rest or rest[0].startswith("-"):
+        return rest  # no subcommand: let LightningCLI print its help or usage
+    position, first_config = config_position(rest)
+    if profile is None:
+        if first_config is not None and records_profile(first_config):
+            return rest
+        profile = DEFAULT_PROFILE
     path = PROFILES_DIR / f"{profile}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
         raise ConfigError(f"unknown profile {profile!r}; choose one of {known}")
-    if not rest or rest[0].startswith("-"):
-        return rest  # no subcommand: let LightningCLI print its help or usage
-    position = 1
-    for index, arg in enumerate(rest):
-        if arg == "--config":
-            position = index + 2
-            break
-        if arg.startswith("--config="):
-            position = index + 1
-            break
     return [*rest[:position], "--config", str(path), *rest[position:]]
+
+
+def config_position(args: list[str]) -> tuple[int, str | None]:
+    """Index just past the first ``--config`` (1, after the subcommand, if none) and its path."""
+    for index, arg in enumerate(args):
+        if arg == "--config" and index + 1 < len(args):
+            return index + 2, args[index + 1]
+        if arg.startswith("--config="):
+            return index + 1, arg.split("=", 1)[1]
+    return 1, None
+
+
+def records_profile(config: str) -> bool:
+    """Whether a config file names its profile (a resolved config that a run logged)."""
+    try:
+        content = yaml.safe_load(Path(config).read_text())
+    except (OSError, yaml.YAMLError):
+        return False  # LightningCLI reports unreadable configs itself
+    return isinstance(content, dict) and content.get("profile") is not None
 
 
 def phantom_main(args: Sequence[str]) -> None:

@@ -24,7 +24,7 @@ def prediction_figure(
     prediction: torch.Tensor,
     class_names: Sequence[str],
 ) -> Figure:
-    """Image, ground truth and prediction of the axial slice with the most structure.
+    """Image, ground truth and prediction of the most informative axial slice.
 
     Args:
         subject: shown in the title.
@@ -34,7 +34,7 @@ def prediction_figure(
         class_names: class index -> name, background first.
     """
     truth_np, prediction_np = truth.numpy(), prediction.numpy()
-    k = int(np.argmax((truth_np > 0).sum(axis=(0, 1))))
+    k = most_informative_slice(truth_np)
 
     # Arrays are (x, y, z) in RAS+; transpose and flip so anterior is up.
     def view(volume: np.ndarray) -> np.ndarray:
@@ -64,3 +64,11 @@ def prediction_figure(
     figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     figure.suptitle(f"{subject}: axial slice {k}")
     return figure
+
+
+def most_informative_slice(labels: np.ndarray) -> int:
+    """The axial slice showing the most classes, then the most foreground."""
+    slices = np.moveaxis(labels, -1, 0).reshape(labels.shape[-1], -1)
+    classes_present = np.array([len(np.unique(s[s > 0])) for s in slices])
+    foreground = (slices > 0).sum(axis=1)
+    return int(np.lexsort((foreground, classes_present))[-1])

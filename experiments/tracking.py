@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import traceback
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ class TrackingLogger(MLFlowLogger):
     Args:
         experiment_name: the research thread (``baseline``, ``losses``, ...);
             also recorded as the run's ``thread`` tag.
-        run_name: shown in the MLflow UI.
+        run_name: shown in the MLflow UI; default ``<experiment>-<date>-<time>``.
         tracking_uri: ``None`` uses ``MLFLOW_TRACKING_URI`` or the local store.
         tags: extra run tags.
         log_model: log checkpoints as artifacts (``True``: best and last at the end).
@@ -69,6 +70,8 @@ class TrackingLogger(MLFlowLogger):
         run_id: str | None = None,
     ) -> None:
         uri = tracking_uri or default_tracking_uri()
+        # MLflow's generated names come from the seeded RNG: every run would share one.
+        run_name = run_name or f"{experiment_name}-{datetime.now():%Y%m%d-%H%M%S}"
         local = is_local_store(uri)
         if local:
             LOCAL_ARTIFACT_ROOT.mkdir(parents=True, exist_ok=True)

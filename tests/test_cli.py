@@ -189,12 +189,17 @@ def test_bad_config_value_gives_one_clear_error(in_tmp, phantom_manifest, capsys
     assert "Traceback" not in error
 
 
-def test_profiles_are_inserted_after_the_first_config():
+def test_profiles_are_inserted_after_the_first_config(tmp_path):
     args = apply_profile(["fit", "--config", "a.yaml", "--profile", "smoke", "--x", "1"])
     assert args[:3] == ["fit", "--config", "a.yaml"]
     assert args[3] == "--config" and args[4].endswith("profiles/smoke.yaml")
     assert args[5:] == ["--x", "1"]
     assert apply_profile(["fit"])[2].endswith("profiles/quick.yaml")
+    resolved = tmp_path / "resolved.yaml"
+    resolved.write_text("profile: smoke\ntrainer:\n  max_epochs: 3\n")
+    assert apply_profile(["fit", "--config", str(resolved)]) == ["fit", "--config", str(resolved)]
+    forced = apply_profile(["fit", "--config", str(resolved), "--profile", "paper"])
+    assert forced[4].endswith("profiles/paper.yaml")
     with pytest.raises(ValueError, match="unknown profile 'huge'"):
         apply_profile(["fit", "--profile", "huge"])
 
@@ -205,3 +210,20 @@ def test_phantom_command_writes_a_manifest(in_tmp, capsys):
     table = pd.read_csv("cohort/manifest.csv")
     assert list(table["subject"]) == ["phantom_000", "phantom_001"]
     assert "2/2 subjects" in capsys.readouterr().out
+
+
+def test_logged_config_reproduces_the_run(in_tmp, phantom_manifest):
+    """The config.yaml a run logs, run again, gives the same numbers (same machine)."""
+    class_map = "{1: cerebrum, 2: cerebellum, 3: brainstem, 4: vessels}"
+    assert fit(phantom_manifest, "--data.class_map", class_map, "--trainer.max_epochs", "2") == 0
+    client = mlflow.MlflowClient(default_tracking_uri())
+    first = only_run()
+    config = client.download_artifacts(first.info.run_id, "config.yaml", str(in_tmp))
+    assert main(["fit", "--config", config]) == 0
+    experiment = first.info.experiment_id
+    runs = client.search_runs([experiment], order_by=["attributes.start_time ASC"])
+    assert len(runs) == 2
+    assert runs[1].data.params["trainer.max_epochs"] == "2"
+    assert runs[1].data.params["profile"] == "smoke"
+    for name in ("train/loss", "val/loss", "val/dice_cerebrum", "val/dice_vessels"):
+        assert runs[0].data.metrics[name] == runs[1].data.metrics[name], name
