@@ -40,8 +40,7 @@ demo: install $(PHANTOM)/manifest.csv ## phantom -> train baseline U-Net (PROFIL
 
 UI_PORT ?= 5000
 ui: install ## serve the MLflow UI on http://127.0.0.1:5000 (UI_PORT=... to change)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
-		--host 127.0.0.1 --port $(UI_PORT)
+	$(BIN)/versaseg ui --port $(UI_PORT)
 
 clean: ## remove the venv, caches, phantom data and local MLflow runs
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache data predictions reports

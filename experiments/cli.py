@@ -7,6 +7,7 @@ Usage::
                  [--data.manifest CSV] [--trainer.max_epochs N] [--test_after_fit true]
     versaseg test --config ... --ckpt_path CKPT
     versaseg predict --config ... --ckpt_path CKPT --data.manifest CSV
+    versaseg ui [--port 5000]
 
 ``--profile`` (default ``quick``) inserts ``experiments/configs/profiles/<name>.yaml``
 right after the first ``--config``, so the base config sets the method, the
@@ -18,6 +19,7 @@ exit status 2; ``--traceback`` shows the full Python traceback instead.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -31,7 +33,14 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from datamodules.brain import BrainDataModule
 from datamodules.manifest import ManifestError
 from datamodules.phantom import write_phantom
-from experiments.tracking import ConfigRecorder, RunRecorder, TrackingLogger, run_location
+from experiments.tracking import (
+    ConfigRecorder,
+    RunRecorder,
+    TrackingLogger,
+    default_tracking_uri,
+    is_local_store,
+    run_location,
+)
 from lightning_modules.callbacks import NiftiPredictionWriter
 from lightning_modules.metrics import METRICS
 
@@ -220,6 +229,35 @@ def phantom_main(args: Sequence[str]) -> None:
     print(f"phantom: manifest written to {manifest}")
 
 
+def ui_main(args: Sequence[str]) -> int:
+    """``versaseg ui``: serve the MLflow UI of this folder's store on 127.0.0.1."""
+    parser = argparse.ArgumentParser(
+        prog="versaseg ui", description="Serve the MLflow UI of the local store on 127.0.0.1."
+    )
+    parser.add_argument("--port", type=int, default=5000)
+    options = parser.parse_args(args)
+    store = default_tracking_uri()
+    if not is_local_store(store):
+        print(f"MLFLOW_TRACKING_URI is {store}: open that server's UI instead.")
+        return 0
+    print(f"MLflow UI for {store} at http://127.0.0.1:{options.port} (Ctrl-C stops it)")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store]
+    command += ["--host", "127.0.0.1", "--port", str(options.port)]
+    sys.stdout.flush()
+    # Become the server, so that signals reach it and its workers directly.
+    os.execv(sys.executable, command)
+    return 1  # not reached
+
+
+USAGE = """usage: versaseg {fit,validate,test,predict,phantom,ui} ...
+
+  fit | validate | test | predict   LightningCLI over experiments/configs/*.yaml
+                                    (versaseg fit --help for every option)
+  phantom                           write a synthetic head phantom cohort
+  ui                                serve the MLflow UI of ./mlruns on 127.0.0.1
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``versaseg`` console script; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -229,8 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     show_traceback = "--traceback" in args
     args = [arg for arg in args if arg != "--traceback"]
     try:
-        if args and args[0] == "phantom":
+        if not args or args[0] in ("-h", "--help"):
+            print(USAGE)
+            return 0 if args else 2
+        if args[0] == "phantom":
             phantom_main(args[1:])
+        elif args[0] == "ui":
+            return ui_main(args[1:])
         else:
             VersasegCLI(apply_profile(args))
     except (ManifestError, ConfigError) as error:

@@ -227,3 +227,43 @@ def test_logged_config_reproduces_the_run(in_tmp, phantom_manifest):
     assert runs[1].data.params["profile"] == "smoke"
     for name in ("train/loss", "val/loss", "val/dice_cerebrum", "val/dice_vessels"):
         assert runs[0].data.metrics[name] == runs[1].data.metrics[name], name
+
+
+def test_ui_serves_the_runs_on_localhost(in_tmp, phantom_manifest):
+    """`versaseg ui` (what `make ui` runs) serves this folder's store on 127.0.0.1."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    assert fit(phantom_manifest) == 0
+    run_id = only_run().info.run_id
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "experiments.cli", "ui", "--port", str(port)]
+    # A session of its own, so that the server and its workers can be stopped together.
+    server = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/get?run_id={run_id}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    payload = json.load(response)
+                break
+            except OSError:
+                assert server.poll() is None, "the UI server exited"
+                assert time.monotonic() < deadline, "the UI did not answer within 60 s"
+                time.sleep(0.5)
+        assert payload["run"]["info"]["status"] == "FINISHED"
+        assert payload["run"]["info"]["experiment_id"] == only_run().info.experiment_id
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
