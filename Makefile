@@ -7,9 +7,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PHANTOM := data/phantom
 PROFILE ?= quick
+DATA ?= $(PHANTOM)/manifest.csv
+JOBS ?= 1
+# The phantom is generated only when the default data is used.
+DATA_DEPS := $(if $(filter $(PHANTOM)/manifest.csv,$(DATA)),$(PHANTOM)/manifest.csv)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint demo ui clean
+.PHONY: help install test lint demo ablation-losses ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,9 +38,13 @@ lint: install ## ruff only
 $(PHANTOM)/manifest.csv: | install
 	$(BIN)/versaseg phantom --subjects 12 --out $(PHANTOM) --seed 0
 
-demo: install $(PHANTOM)/manifest.csv ## phantom -> train baseline U-Net (PROFILE=quick) -> test -> Dice table
+ablation-losses: install $(DATA_DEPS) ## the loss study: 5 tasks x 12 losses, then ranked tables (DATA=, PROFILE=, JOBS=)
+	$(BIN)/versaseg ablate experiments/ablations/losses.yaml --profile $(PROFILE) \
+		--data $(DATA) --jobs $(JOBS)
+
+demo: install $(DATA_DEPS) ## train + test the baseline U-Net once (PROFILE=quick), print a Dice table
 	$(BIN)/versaseg fit --config experiments/configs/baseline.yaml --profile $(PROFILE) \
-		--data.manifest $(PHANTOM)/manifest.csv --test_after_fit true
+		--data.manifest $(DATA) --test_after_fit true
 
 UI_PORT ?= 5000
 ui: install ## serve the MLflow UI on http://127.0.0.1:5000 (UI_PORT=... to change)

@@ -14,10 +14,12 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import nibabel as nib
+import numpy as np
 import torch
 import torchio as tio
 from torch.utils.data import DataLoader
 
+from datamodules.distance import distance_maps_for
 from datamodules.manifest import (
     ManifestError,
     SubjectRecord,
@@ -57,6 +59,9 @@ class BrainDataModule(pl.LightningDataModule):
             ``split`` column.
         test_fraction: share of subjects for test, likewise.
         split_seed: seed of that split.
+        distance_maps: attach per-class signed distance maps of the label
+            (``datamodules.distance``) as ``distance`` to every subject and batch,
+            for the distance-weighted losses; computed once per subject.
 
     Example:
         >>> data = BrainDataModule("data/phantom/manifest.csv", task="binary:vessels")
@@ -83,6 +88,7 @@ class BrainDataModule(pl.LightningDataModule):
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         split_seed: int = 0,
+        distance_maps: bool = False,
     ) -> None:
         super().__init__()
         self.manifest = Path(manifest)
@@ -101,10 +107,12 @@ class BrainDataModule(pl.LightningDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
+        self.distance_maps = distance_maps
         self._check_options()
         self.records: dict[str, list[SubjectRecord]] = {}
         self.fingerprint: str | None = None
         self._labelled = False
+        self._class_frequencies: tuple[float, ...] | None = None
 
     # ------------------------------------------------------------------ linked
     @property
@@ -175,11 +183,38 @@ class BrainDataModule(pl.LightningDataModule):
         has_label = all(record.label is not None for record in records)
         transform = subject_transform(
             self.task.to_index,
+            channels=self.channels,
             preset=self.augmentation if augment else "none",
             spatial_dims=self.spatial_dims,
             has_label=has_label,
         )
-        return tio.SubjectsDataset([to_subject(r) for r in records], transform=transform)
+        subjects = [to_subject(r) for r in records]
+        if self.distance_maps and has_label:
+            for subject, record in zip(subjects, records, strict=True):
+                maps = distance_maps_for(record.label, self.task.to_index, self.num_classes)
+                subject.add_image(
+                    tio.ScalarImage(tensor=maps, affine=subject["label"].affine), "distance"
+                )
+        return tio.SubjectsDataset(subjects, transform=transform)
+
+    @property
+    def class_frequencies(self) -> tuple[float, ...]:
+        """Share of training voxels in each class (background first), read once."""
+        if self._class_frequencies is None:
+            counts = torch.zeros(self.num_classes, dtype=torch.float64)
+            lookup = self.task.to_index
+            for record in self.records.get("train", []):
+                values, numbers = np.unique(
+                    np.asarray(nib.load(record.label).dataobj), return_counts=True
+                )
+                for value, number in zip(values, numbers, strict=True):
+                    counts[lookup[int(value)]] += float(number)
+            if counts.sum() == 0:
+                raise ValueError(
+                    "class_frequencies needs training subjects; call load('fit') first"
+                )
+            self._class_frequencies = tuple((counts / counts.sum()).tolist())
+        return self._class_frequencies
 
     # ------------------------------------------------------------ dataloaders
     def train_dataloader(self) -> DataLoader:
@@ -233,12 +268,19 @@ class BrainDataModule(pl.LightningDataModule):
 
     # -------------------------------------------------------------- batching
     def collate_patches(self, patches: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """Stack TorchIO patches into ``image (B, C, *spatial)`` and ``label (B, *spatial)``."""
-        image = torch.stack([self._image(patch) for patch in patches])
-        label = torch.stack([patch["label"][tio.DATA][0] for patch in patches]).long()
+        """Stack TorchIO patches into ``image (B, C, *spatial)``, ``label (B, *spatial)``.
+
+        With distance maps, also ``distance (B, K, *spatial)``.
+        """
+        batch = {
+            "image": torch.stack([self._image(patch) for patch in patches]),
+            "label": torch.stack([patch["label"][tio.DATA][0] for patch in patches]).long(),
+        }
+        if "distance" in patches[0]:
+            batch["distance"] = torch.stack([patch["distance"][tio.DATA] for patch in patches])
         if self.spatial_dims == 2:
-            image, label = image.squeeze(-1), label.squeeze(-1)
-        return {"image": image, "label": label}
+            batch = {key: value.squeeze(-1) for key, value in batch.items()}
+        return batch
 
     def collate_volume(self, subjects: list[tio.Subject]) -> dict[str, Any]:
         """One whole volume: ``image (1, C, H, W, D)``, ``label (1, H, W, D)`` and metadata."""
@@ -252,6 +294,8 @@ class BrainDataModule(pl.LightningDataModule):
         }
         if "label" in subject:
             batch["label"] = subject["label"][tio.DATA][0].long().unsqueeze(0)
+        if "distance" in subject:
+            batch["distance"] = subject["distance"][tio.DATA].unsqueeze(0)
         return batch
 
     def _image(self, subject: dict[str, Any]) -> torch.Tensor:

@@ -26,14 +26,18 @@ def remap_labels(to_index: Mapping[int, int]) -> tio.Transform:
     return tio.RemapLabels(dict(to_index), include=["label"])
 
 
-def normalise() -> tio.Transform:
+def normalise(channels: Sequence[str]) -> tio.Transform:
     """Per-channel z-score over the head, so contrasts on any scanner scale agree."""
-    return tio.ZNormalization(masking_method=foreground)
+    return tio.ZNormalization(masking_method=foreground, include=list(channels))
 
 
-def augmentation(preset: Augmentation, *, spatial_dims: int) -> tuple[list, list]:
+def augmentation(
+    preset: Augmentation, *, spatial_dims: int, channels: Sequence[str]
+) -> tuple[list, list]:
     """The preset's transforms as ``(before_normalisation, after_normalisation)``.
 
+    Spatial transforms move every image of a subject together (label and
+    distance maps included); intensity transforms touch only the ``channels``.
     In 2D mode, rotations stay in-plane so slices are not mixed across the
     slice axis.
     """
@@ -51,26 +55,28 @@ def augmentation(preset: Augmentation, *, spatial_dims: int) -> tuple[list, list
         tio.RandomAffine(scales=0.1, degrees=in_plane, p=0.5),
         tio.RandomElasticDeformation(num_control_points=7, max_displacement=4, p=0.25),
     ]
+    include = list(channels)
     intensity = [
-        tio.RandomBiasField(coefficients=0.3, p=0.3),
-        tio.RandomGamma(log_gamma=0.2, p=0.3),
+        tio.RandomBiasField(coefficients=0.3, p=0.3, include=include),
+        tio.RandomGamma(log_gamma=0.2, p=0.3, include=include),
     ]
-    return spatial + intensity, [tio.RandomNoise(std=(0, 0.05), p=0.3)]
+    return spatial + intensity, [tio.RandomNoise(std=(0, 0.05), p=0.3, include=include)]
 
 
 def subject_transform(
     to_index: Mapping[int, int],
     *,
+    channels: Sequence[str],
     preset: Augmentation = "none",
     spatial_dims: int = 3,
     has_label: bool = True,
 ) -> tio.Compose:
     """Preprocessing plus the augmentation preset, in the order TorchIO applies them."""
-    before, after = augmentation(preset, spatial_dims=spatial_dims)
+    before, after = augmentation(preset, spatial_dims=spatial_dims, channels=channels)
     transforms: Sequence[tio.Transform] = [
         *([remap_labels(to_index)] if has_label else []),
         *before,
-        normalise(),
+        normalise(channels),
         *after,
     ]
     return tio.Compose(list(transforms))

@@ -33,9 +33,11 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from datamodules.brain import BrainDataModule
 from datamodules.manifest import ManifestError
 from datamodules.phantom import write_phantom
+from experiments.ablate import AblationError
 from experiments.tracking import (
     ConfigRecorder,
     RunRecorder,
+    StabilityRecorder,
     TrackingLogger,
     default_tracking_uri,
     is_local_store,
@@ -81,6 +83,7 @@ class VersasegCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(RunRecorder, "run_recorder")
+        parser.add_lightning_class_args(StabilityRecorder, "stability_recorder")
         parser.add_lightning_class_args(NiftiPredictionWriter, "prediction_writer")
         parser.add_argument(
             "--profile",
@@ -249,17 +252,61 @@ def ui_main(args: Sequence[str]) -> int:
     return 1  # not reached
 
 
-USAGE = """usage: versaseg {fit,validate,test,predict,phantom,ui} ...
+def ablate_main(args: Sequence[str], *, train: bool = True) -> int:
+    """``versaseg ablate`` (train the pending variants, then tables) and ``versaseg tables``."""
+    from experiments.ablate import AblationRunner, load_ablation, write_reports
+
+    parser = argparse.ArgumentParser(
+        prog="versaseg ablate" if train else "versaseg tables",
+        description="Run an ablation as MLflow parent and child runs, then write its tables."
+        if train
+        else "Write an ablation's tables from its finished MLflow runs.",
+    )
+    parser.add_argument("ablation", type=Path, help="experiments/ablations/<name>.yaml")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="smoke, quick or paper")
+    parser.add_argument("--data", default="data/phantom/manifest.csv", help="manifest CSV")
+    parser.add_argument("--seeds", type=int, nargs="+", help="override the file's seeds")
+    if train:
+        parser.add_argument("--jobs", type=int, default=1, help="variants trained side by side")
+    parser.add_argument("--reports", type=Path, help="output folder (reports/<ablation>)")
+    options = parser.parse_args(args)
+    runner = AblationRunner(
+        load_ablation(options.ablation),
+        profile=options.profile,
+        manifest=options.data,
+        jobs=getattr(options, "jobs", 1),
+        seeds=options.seeds,
+    )
+    failures = runner.run() if train else []
+    report = write_reports(runner, options.reports)
+    print()
+    print(report.read_text())
+    print(f"Tables written to {report.parent}/ and logged on the ablation's parent run.")
+    if failures:
+        print(f"\n{len(failures)} variant(s) failed:", file=sys.stderr)
+        for variant, error in failures:
+            print(f"  {variant.name}: {error or 'see its MLflow run'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+USAGE = """usage: versaseg {fit,validate,test,predict,phantom,ablate,tables,ui} ...
 
   fit | validate | test | predict   LightningCLI over experiments/configs/*.yaml
                                     (versaseg fit --help for every option)
   phantom                           write a synthetic head phantom cohort
+  ablate                            run an ablation (experiments/ablations/*.yaml)
+  tables                            an ablation's tables from its MLflow runs
   ui                                serve the MLflow UI of ./mlruns on 127.0.0.1
 """
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``versaseg`` console script; returns the exit status."""
+def main(argv: Sequence[str] | None = None, *, report_errors: bool = True) -> int:
+    """Entry point of the ``versaseg`` console script; returns the exit status.
+
+    With ``report_errors=False`` data and config errors propagate to the caller
+    (the ablation runner keeps them on the variant's run) instead of being printed.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     # The CLI always passes its (profile-expanded) arguments explicitly.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
@@ -274,10 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             phantom_main(args[1:])
         elif args[0] == "ui":
             return ui_main(args[1:])
+        elif args[0] in ("ablate", "tables"):
+            return ablate_main(args[1:], train=args[0] == "ablate")
         else:
             VersasegCLI(apply_profile(args))
-    except (ManifestError, ConfigError) as error:
-        if show_traceback:
+    except (ManifestError, ConfigError, AblationError) as error:
+        if show_traceback or not report_errors:
             raise
         print(f"versaseg: error: {error}", file=sys.stderr)
         return 2

@@ -101,7 +101,10 @@ def stability_table(curves: pd.DataFrame, **options: float) -> pd.DataFrame:
         if loss is not None and loss.isna().all():
             loss = None
         rows.append(
-            {**dict(zip(keys, key, strict=True)), **curve_stability(run["val_dice"], loss, **options)}
+            {
+                **dict(zip(keys, key, strict=True)),
+                **curve_stability(run["val_dice"], loss, **options),
+            }
         )
     return pd.DataFrame(rows)
 

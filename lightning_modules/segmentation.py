@@ -20,6 +20,10 @@ from lightning_modules.losses import build_loss
 from lightning_modules.metrics import METRICS, case_metrics, dice_per_class
 from lightning_modules.networks import build_network
 
+# Weightings that need what only the data module knows.
+FREQUENCY_WEIGHTINGS = ("median",)
+DISTANCE_WEIGHTINGS = ("dtm", "dpt")
+
 
 class SegmentationModule(pl.LightningModule):
     """A network and a loss trained on patches, evaluated on whole volumes.
@@ -74,7 +78,11 @@ class SegmentationModule(pl.LightningModule):
             out_channels=len(self.class_names),
             **(network_options or {}),
         )
-        self.loss = build_loss(loss, loss_weighting, **(loss_options or {}))
+        self.loss_name, self.loss_weighting = loss, loss_weighting
+        self.loss_options = dict(loss_options or {})
+        self.loss: torch.nn.Module | None = None
+        if not self._needs_class_frequencies():
+            self.loss = build_loss(loss, loss_weighting, **self.loss_options)
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.spatial_dims = spatial_dims
@@ -85,6 +93,37 @@ class SegmentationModule(pl.LightningModule):
         self._test_rows: list[pd.DataFrame] = []
         self.test_results: pd.DataFrame | None = None
         self.test_example: dict[str, Any] | None = None
+
+    def _needs_class_frequencies(self) -> bool:
+        return self.loss_weighting in FREQUENCY_WEIGHTINGS and (
+            "class_frequencies" not in self.loss_options
+        )
+
+    def setup(self, stage: str) -> None:
+        """Complete the loss with what only the data knows, and check the data fits it."""
+        data = getattr(self.trainer, "datamodule", None)
+        if self.loss is None:
+            if data is None or not hasattr(data, "class_frequencies"):
+                raise ValueError(
+                    f"loss weighting {self.loss_weighting!r} needs class_frequencies: give "
+                    "them in model.loss_options or train with a BrainDataModule"
+                )
+            self.loss = build_loss(
+                self.loss_name,
+                self.loss_weighting,
+                class_frequencies=data.class_frequencies,
+                **self.loss_options,
+            )
+        needs_distance = self.loss_weighting in DISTANCE_WEIGHTINGS
+        if (
+            needs_distance
+            and stage in ("fit", "validate")
+            and not getattr(data, "distance_maps", False)
+        ):
+            raise ValueError(
+                f"loss weighting {self.loss_weighting!r} needs distance maps: set "
+                "data.distance_maps: true"
+            )
 
     @property
     def structures(self) -> tuple[str, ...]:
@@ -109,7 +148,9 @@ class SegmentationModule(pl.LightningModule):
     # --------------------------------------------------------------- training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
-        loss = self.loss(logits, batch["label"], mask=batch.get("mask"))
+        loss = self.loss(
+            logits, batch["label"], mask=batch.get("mask"), distance=batch.get("distance")
+        )
         self.log(
             "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(logits)
         )
@@ -119,7 +160,7 @@ class SegmentationModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         logits = self.segment(batch["image"][0])
         label = batch["label"][0]
-        loss = self.loss(logits.unsqueeze(0), label.unsqueeze(0))
+        loss = self.loss(logits.unsqueeze(0), label.unsqueeze(0), distance=batch.get("distance"))
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=1)
         self._val_dice.append(dice_per_class(logits.argmax(0), label, len(self.class_names)))
 

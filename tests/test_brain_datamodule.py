@@ -185,3 +185,31 @@ def test_predict_volume_feeds_2d_tensors_in_2d_mode():
 
     predict_volume(network, torch.zeros(2, 16, 12, 5), spatial_dims=2, batch_size=8)
     assert shapes == [(5, 2, 16, 12)]
+
+
+def test_distance_maps_travel_with_patches_and_volumes(phantom_manifest):
+    data = make_data(phantom_manifest, distance_maps=True, augmentation="mri")
+    batch = first_batch(data)
+    assert tuple(batch["distance"].shape) == (4, 5, 32, 32)
+    # The label inside a patch lies where its own class's distance is <= 0 ...
+    own = batch["distance"].gather(1, batch["label"].unsqueeze(1)).squeeze(1)
+    assert float((own <= 0.5).float().mean()) > 0.95
+    volume = next(iter(data.val_dataloader()))
+    assert tuple(volume["distance"].shape) == (1, 5, *TINY_SHAPE)
+    # ... and, without augmentation, exactly there.
+    own = volume["distance"][0].gather(0, volume["label"]).squeeze(0)
+    assert bool((own <= 0).all())
+
+
+def test_no_distance_maps_unless_asked(phantom_manifest):
+    assert "distance" not in first_batch(make_data(phantom_manifest))
+
+
+def test_class_frequencies_are_training_voxel_shares(phantom_manifest):
+    data = make_data(phantom_manifest)
+    frequencies = data.class_frequencies
+    assert len(frequencies) == 5
+    assert sum(frequencies) == pytest.approx(1.0)
+    assert frequencies[0] > frequencies[1] > frequencies[4] > 0
+    binary = make_data(phantom_manifest, task="binary:vessels").class_frequencies
+    assert binary[1] == pytest.approx(frequencies[4])

@@ -15,6 +15,7 @@ import pytest
 
 from experiments.cli import apply_profile, main
 from experiments.tracking import default_tracking_uri
+from lightning_modules.metrics import METRICS
 from tests.conftest import BASELINE
 
 pytestmark = pytest.mark.slow
@@ -68,6 +69,8 @@ def test_fit_then_test_leaves_a_finished_run_with_everything(in_tmp, phantom_man
         expected.add(f"test/assd_{name}")
     assert expected <= set(metrics)
     assert 0.0 <= metrics["test/dice_cerebrum"] <= 1.0
+    assert metrics["stability/epochs_to_95pct"] == 1.0  # a one-epoch run
+    assert metrics["stability/val_dice_drops"] == 0.0
 
     artifacts = artifact_paths(run)
     assert "config.yaml" in artifacts
@@ -81,7 +84,7 @@ def test_fit_then_test_leaves_a_finished_run_with_everything(in_tmp, phantom_man
         )
     )
     per_case = pd.read_csv(local)
-    assert list(per_case.columns) == ["subject", "class", "dice", "hd95", "assd"]
+    assert list(per_case.columns) == ["subject", "class", *METRICS]
     assert list(per_case["class"]) == list(STRUCTURES)
     assert per_case["dice"].mean() == pytest.approx(
         np.mean([metrics[f"test/dice_{name}"] for name in STRUCTURES])

@@ -241,7 +241,7 @@ def test_empty_structure_conventions(
 def test_both_empty_in_every_class() -> None:
     labels = torch.zeros(6, 6, dtype=torch.long)
     table = case_metrics(labels, labels, class_names=NAMES_3, spacing=(1.0, 1.0))
-    assert table[list(METRICS)].to_numpy().tolist() == [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
+    assert table[list(METRICS)].to_numpy().tolist() == [[1.0, 0.0, 0.0, 1.0, 1.0]] * 2
 
 
 # --- table layout ---------------------------------------------------------------------------------
@@ -260,7 +260,7 @@ def test_table_columns_and_row_order(class_names: list[str]) -> None:
     truth = blobs((12, 12, 8), num_classes, 7)
     table = case_metrics(truth.roll(1, 0), truth, class_names=class_names, spacing=(1, 1, 1))
     assert isinstance(table, pd.DataFrame)
-    assert list(table.columns) == ["class", "dice", "hd95", "assd"]
+    assert list(table.columns) == ["class", "dice", "hd95", "assd", "precision", "recall"]
     assert list(table.columns[1:]) == list(METRICS)
     assert table["class"].tolist() == class_names[1:]  # class-index order, background dropped
     assert list(table.index) == list(range(num_classes - 1))
@@ -290,3 +290,28 @@ def test_shape_mismatch_raises_value_error() -> None:
             class_names=NAMES_3,
             spacing=(1, 1, 1),
         )
+
+
+def test_precision_and_recall_by_hand() -> None:
+    """Truth 4 voxels, prediction 3 voxels of which 2 are right: precision 2/3, recall 2/4."""
+    truth = torch.zeros(4, 4, 2, dtype=torch.long)
+    truth[0, :4, 0] = 1
+    prediction = torch.zeros_like(truth)
+    prediction[0, :2, 0] = 1
+    prediction[3, 3, 1] = 1
+    table = case_metrics(prediction, truth, class_names=["background", "a", "b"], spacing=(1, 1, 1))
+    row = table.set_index("class").loc["a"]
+    assert row["precision"] == pytest.approx(2 / 3)
+    assert row["recall"] == pytest.approx(0.5)
+    absent = table.set_index("class").loc["b"]  # empty in both: a correct "absent"
+    assert (absent["precision"], absent["recall"]) == (1.0, 1.0)
+
+
+def test_missed_structure_has_zero_precision_and_recall() -> None:
+    truth = torch.zeros(4, 4, 2, dtype=torch.long)
+    truth[1:3, 1:3, 0] = 1
+    table = case_metrics(
+        torch.zeros_like(truth), truth, class_names=["background", "a"], spacing=(1, 1, 1)
+    )
+    assert table.loc[0, "precision"] == 0.0
+    assert table.loc[0, "recall"] == 0.0

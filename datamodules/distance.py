@@ -1,0 +1,73 @@
+"""Signed distance maps of ground-truth structures, for distance-weighted losses.
+
+Computed once per subject (and cached for the life of the process, so the
+variants of an ablation share them), never per training step: the data module
+attaches them to each subject as a ``distance`` image that the spatial
+augmentations move together with the label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from scipy import ndimage
+
+
+def signed_distance_maps(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per class, the signed Euclidean distance (voxels) to the structure's boundary.
+
+    Negative inside the structure, 0 on its inner boundary, positive outside. A
+    class absent from the volume is ``diagonal`` (the volume diagonal) everywhere,
+    farther than any real distance.
+
+    Args:
+        labels: class indices, any number of spatial dims.
+        num_classes: classes, background included.
+
+    Returns:
+        ``float32`` array of shape ``(num_classes, *labels.shape)``.
+    """
+    diagonal = float(np.sqrt(np.sum(np.square(labels.shape))))
+    maps = np.full((num_classes, *labels.shape), diagonal, dtype=np.float32)
+    for index in range(num_classes):
+        inside = labels == index
+        if not inside.any():
+            continue
+        if inside.all():
+            maps[index] = (
+                -ndimage.distance_transform_edt(np.pad(inside, 1))[(slice(1, -1),) * labels.ndim]
+                + 1
+            )
+            continue
+        outside_distance = ndimage.distance_transform_edt(~inside)
+        inside_distance = ndimage.distance_transform_edt(inside)
+        maps[index] = np.where(inside, 1 - inside_distance, outside_distance)
+    return maps
+
+
+@lru_cache(maxsize=256)
+def _cached_maps(
+    label_path: str, modified: float, to_index: tuple[tuple[int, int], ...], num_classes: int
+) -> torch.Tensor:
+    labels = np.asarray(nib.load(label_path).dataobj).astype(np.int64)
+    labels = labels.reshape(labels.shape[:3])
+    lookup = np.zeros(labels.max() + 1, dtype=np.int64)
+    for value, index in to_index:
+        if value < len(lookup):
+            lookup[value] = index
+    return torch.from_numpy(signed_distance_maps(lookup[labels], num_classes))
+
+
+def distance_maps_for(
+    label_path: Path, to_index: Mapping[int, int], num_classes: int
+) -> torch.Tensor:
+    """Distance maps ``(C, H, W, D)`` of a label file under a task's class indices (cached)."""
+    path = Path(label_path).resolve()
+    return _cached_maps(
+        str(path), path.stat().st_mtime, tuple(sorted(to_index.items())), num_classes
+    )

@@ -1,0 +1,141 @@
+"""The ablation runner end to end: a 2 x 2 grid with the smoke profile on a tiny phantom."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+
+from experiments.ablate import AblationError, expand, load_ablation, nested
+from experiments.cli import main
+from experiments.tracking import default_tracking_uri
+from tests.conftest import BASELINE
+
+GRID = {
+    "task": {"multiclass": {"data.task": "multiclass"}, "vessels": {"data.task": "binary:vessels"}},
+    "weighting": {
+        "none": {"model.init_args.loss_weighting": "none"},
+        "inverse": {"model.init_args.loss_weighting": "inverse"},
+    },
+}
+
+
+def write_ablation(folder: Path, grid: dict | None = None) -> Path:
+    study = {
+        "name": "tiny",
+        "experiment": "tiny",
+        "config": str(BASELINE),
+        "seeds": [3],
+        "overrides": {"model.init_args.loss": "ce", "model.init_args.loss_options": {}},
+        "grid": grid or GRID,
+        "tables": {"rows": ["weighting"], "task": "task"},
+    }
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def child_runs() -> list[mlflow.entities.Run]:
+    client = mlflow.MlflowClient(default_tracking_uri())
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    return [run for run in runs if run.data.tags.get("ablation_role") != "parent"]
+
+
+def ablate(study: Path, manifest: Path) -> int:
+    return main(["ablate", str(study), "--profile", "smoke", "--data", str(manifest)])
+
+
+def test_expand_and_nested(tmp_path):
+    study = load_ablation(write_ablation(tmp_path))
+    variants = expand(study)
+    assert [v.name for v in variants] == [
+        "multiclass-none",
+        "multiclass-inverse",
+        "vessels-none",
+        "vessels-inverse",
+    ]
+    assert variants[3].overrides["data.task"] == "binary:vessels"
+    assert variants[3].overrides["model.init_args.loss"] == "ce"  # shared overrides kept
+    assert nested({"a.b.c": 1, "a.d": 2}) == {"a": {"b": {"c": 1}, "d": 2}}
+    assert [v.seed for v in expand(study, seeds=[1, 2])][:2] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("name: x\n", "missing keys"),
+        ("name: x\nconfig: nowhere.yaml\ngrid: {a: {b: {}}}\n", "does not exist"),
+        ("[1, 2]\n", "expected a mapping"),
+        ("name: x\nconfig: c\ngrid: {a: {}}\n", "has no named entries"),
+    ],
+)
+def test_bad_ablation_files_name_the_problem(tmp_path, content, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    with pytest.raises(AblationError, match=message):
+        load_ablation(path)
+
+
+@pytest.mark.slow
+def test_tiny_ablation_runs_resumes_and_tabulates(in_tmp, phantom_manifest, capsys):
+    study = write_ablation(in_tmp)
+    assert ablate(study, phantom_manifest) == 0
+    runs = child_runs()
+    assert len(runs) == 4
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    parents = {r.data.tags["mlflow.parentRunId"] for r in runs}
+    assert len(parents) == 1
+    first_output = capsys.readouterr().out
+    assert "[4/4]" in first_output and "ETA" in first_output
+
+    # The tables' numbers are the child runs' numbers.
+    summary = pd.read_csv(in_tmp / "reports/tiny/summary.csv")
+    for run in runs:
+        variant = run.data.tags["axis.weighting"]
+        task = run.data.params["data.task"]
+        structures = ["vessels"] if task == "binary:vessels" else ["cerebrum", "vessels"]
+        for structure in structures:
+            cell = summary[
+                (summary["variant"] == variant)
+                & (summary["task"] == task)
+                & (summary["class"] == structure)
+                & (summary["metric"] == "dice")
+            ]
+            assert len(cell) == 1
+            expected = run.data.metrics[f"test/dice_{structure}"]
+            assert cell["mean"].iloc[0] == pytest.approx(expected, abs=1e-6)
+    report = (in_tmp / "reports/tiny/report.md").read_text()
+
+    # Running again trains nothing and prints the same tables.
+    assert ablate(study, phantom_manifest) == 0
+    again = capsys.readouterr().out
+    assert "4 already finished, 0 to run" in again
+    assert len(child_runs()) == 4
+    assert (in_tmp / "reports/tiny/report.md").read_text() == report
+
+    # A killed variant is trained again, and only it.
+    client = mlflow.MlflowClient(default_tracking_uri())
+    client.set_terminated(runs[0].info.run_id, "KILLED")
+    assert ablate(study, phantom_manifest) == 0
+    assert "3 already finished, 1 to run" in capsys.readouterr().out
+    assert len(child_runs()) == 5
+
+
+@pytest.mark.slow
+def test_a_failing_variant_is_recorded_and_the_others_run(in_tmp, phantom_manifest, capsys):
+    grid = {
+        "weighting": {
+            "none": {"model.init_args.loss_weighting": "none"},
+            "broken": {"model.init_args.loss_weighting": "nonsense"},
+        }
+    }
+    assert ablate(write_ablation(in_tmp, grid), phantom_manifest) == 1
+    runs = {r.data.tags["variant"]: r for r in child_runs()}
+    assert runs["none"].info.status == "FINISHED"
+    assert runs["broken"].info.status == "FAILED"
+    assert "nonsense" in runs["broken"].data.tags["error"]
+    assert "1 variant(s) failed" in capsys.readouterr().err
