@@ -62,6 +62,8 @@ class BrainDataModule(pl.LightningDataModule):
         distance_maps: attach per-class signed distance maps of the label
             (``datamodules.distance``) as ``distance`` to every subject and batch,
             for the distance-weighted losses; computed once per subject.
+        cache_subjects: keep the decoded volumes of each split in memory instead
+            of reading the NIfTI files every epoch (memory: all volumes of a split).
 
     Example:
         >>> data = BrainDataModule("data/phantom/manifest.csv", task="binary:vessels")
@@ -89,6 +91,7 @@ class BrainDataModule(pl.LightningDataModule):
         test_fraction: float = 0.2,
         split_seed: int = 0,
         distance_maps: bool = False,
+        cache_subjects: bool = False,
     ) -> None:
         super().__init__()
         self.manifest = Path(manifest)
@@ -108,6 +111,7 @@ class BrainDataModule(pl.LightningDataModule):
         self.test_fraction = test_fraction
         self.split_seed = split_seed
         self.distance_maps = distance_maps
+        self.cache_subjects = cache_subjects
         self._check_options()
         self.records: dict[str, list[SubjectRecord]] = {}
         self.fingerprint: str | None = None
@@ -156,16 +160,27 @@ class BrainDataModule(pl.LightningDataModule):
         self.load(stage)
 
     def _split(self, records: list[SubjectRecord]) -> dict[str, list[SubjectRecord]]:
-        """Use the manifest's ``split`` column, or a seeded split by fraction."""
+        """Use the manifest's ``split`` column, or a seeded split by fraction.
+
+        Raises:
+            ManifestError: when a split would be empty.
+        """
         if any(record.split is not None for record in records):
-            return {name: [r for r in records if r.split == name] for name in SPLITS}
+            splits = {name: [r for r in records if r.split == name] for name in SPLITS}
+            empty = [name for name in SPLITS if not splits[name]]
+            if empty:
+                raise ManifestError(
+                    f"Manifest '{self.manifest}': the split column has no {empty} subjects; "
+                    f"every one of {list(SPLITS)} needs at least one"
+                )
+            return splits
         generator = torch.Generator().manual_seed(self.split_seed)
         order = torch.randperm(len(records), generator=generator).tolist()
         n_test = max(1, round(len(records) * self.test_fraction))
         n_val = max(1, round(len(records) * self.val_fraction))
         if len(records) - n_test - n_val < 1:
-            raise ValueError(
-                f"manifest {self.manifest} has {len(records)} subjects: too few for "
+            raise ManifestError(
+                f"Manifest '{self.manifest}' has {len(records)} subjects: too few for "
                 f"{n_val} validation and {n_test} test subjects and at least one for training"
             )
         shuffled = [records[i] for i in order]
@@ -189,7 +204,12 @@ class BrainDataModule(pl.LightningDataModule):
             has_label=has_label,
         )
         subjects = [to_subject(r) for r in records]
-        if self.distance_maps and has_label:
+        if self.cache_subjects:
+            # Decoded once, kept in memory: every epoch then skips the NIfTI reads.
+            for subject in subjects:
+                subject.load()
+        # The test split needs no distance maps: only losses use them.
+        if self.distance_maps and has_label and split in ("train", "val"):
             for subject, record in zip(subjects, records, strict=True):
                 maps = distance_maps_for(record.label, self.task.to_index, self.num_classes)
                 subject.add_image(

@@ -1,15 +1,15 @@
 """Signed distance maps of ground-truth structures, for distance-weighted losses.
 
-Computed once per subject (and cached for the life of the process, so the
-variants of an ablation share them), never per training step: the data module
+Computed once per subject (and cached in the process, so the variants of an
+ablation run with ``--jobs 1`` share them), never per training step: the data module
 attaches them to each subject as a ``distance`` image that the spatial
 augmentations move together with the label.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
-from functools import lru_cache
 from pathlib import Path
 
 import nibabel as nib
@@ -50,24 +50,33 @@ def signed_distance_maps(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return maps
 
 
-@lru_cache(maxsize=256)
-def _cached_maps(
-    label_path: str, modified: float, to_index: tuple[tuple[int, int], ...], num_classes: int
-) -> torch.Tensor:
-    labels = np.asarray(nib.load(label_path).dataobj).astype(np.int64)
-    labels = labels.reshape(labels.shape[:3])
-    lookup = np.zeros(labels.max() + 1, dtype=np.int64)
-    for value, index in to_index:
-        if value < len(lookup):
-            lookup[value] = index
-    return torch.from_numpy(signed_distance_maps(lookup[labels], num_classes))
+# The cache is bounded by bytes, not entries: one entry of a full-size volume can
+# weigh hundreds of MB. Phantom ablations (5 tasks x 27 subjects) fit in about 1 GB.
+CACHE_BYTES = 2 * 2**30
+_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 
 
 def distance_maps_for(
     label_path: Path, to_index: Mapping[int, int], num_classes: int
 ) -> torch.Tensor:
-    """Distance maps ``(C, H, W, D)`` of a label file under a task's class indices (cached)."""
+    """Distance maps ``(C, H, W, D)`` of a label file under a task's class indices.
+
+    Kept in a process-wide cache (least recently used out first, ``CACHE_BYTES``
+    at most), so that the variants of an ablation run in one process share them.
+    """
     path = Path(label_path).resolve()
-    return _cached_maps(
-        str(path), path.stat().st_mtime, tuple(sorted(to_index.items())), num_classes
-    )
+    key = (str(path), path.stat().st_mtime, tuple(sorted(to_index.items())), num_classes)
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    labels = np.asarray(nib.load(path).dataobj).astype(np.int64)
+    labels = labels.reshape(labels.shape[:3])
+    lookup = np.zeros(labels.max() + 1, dtype=np.int64)
+    for value, index in to_index.items():
+        if value < len(lookup):
+            lookup[value] = index
+    maps = torch.from_numpy(signed_distance_maps(lookup[labels], num_classes))
+    _cache[key] = maps
+    while sum(t.nbytes for t in _cache.values()) > CACHE_BYTES and len(_cache) > 1:
+        _cache.popitem(last=False)
+    return maps

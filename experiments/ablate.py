@@ -17,26 +17,33 @@ Run: ``versaseg ablate experiments/ablations/losses.yaml [--profile quick] [--da
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
+import logging
+import os
+import re
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import mlflow
 import yaml
-from mlflow.entities import RunStatus
 
+from datamodules.manifest import manifest_fingerprint, read_manifest
+from experiments.profiles import UnknownProfileError, profile_path
 from experiments.tracking import default_tracking_uri
 
 REPO = Path(__file__).resolve().parents[1]
-PROFILES_DIR = REPO / "experiments" / "configs" / "profiles"
 REQUIRED_KEYS = ("name", "config", "grid")
 
 
@@ -98,6 +105,11 @@ def load_ablation(path: str | Path) -> Ablation:
                 raise AblationError(
                     f"ablation file {path}: entry {axis}.{entry} must map config keys to values"
                 )
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(content["name"])):
+        raise AblationError(
+            f"ablation file {path}: name {content['name']!r} may use letters, digits, '_', "
+            "'.' and '-' only (it is an MLflow tag value and a folder name)"
+        )
     config = Path(content["config"])
     config = config if config.is_absolute() else REPO / config
     if not config.is_file():
@@ -123,9 +135,9 @@ def expand(ablation: Ablation, *, seeds: Sequence[int] | None = None) -> list[Va
     axes = list(ablation.grid)
     variants = []
     for entries in itertools.product(*(ablation.grid[axis].items() for axis in axes)):
-        overrides = dict(ablation.overrides)
+        overrides = copy.deepcopy(ablation.overrides)
         for _, entry_overrides in entries:
-            overrides.update(entry_overrides)
+            overrides.update(copy.deepcopy(entry_overrides))
         names = [name for name, _ in entries]
         for seed in seeds:
             suffix = f"-seed{seed}" if len(seeds) > 1 else ""
@@ -148,47 +160,54 @@ def nested(overrides: Mapping[str, Any]) -> dict[str, Any]:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = value
+            if not isinstance(node, dict):
+                raise AblationError(f"override {key!r} goes inside {part!r}, which is a value")
+        if isinstance(node.get(leaf), dict) and isinstance(value, dict):
+            node[leaf] = {**node[leaf], **copy.deepcopy(value)}
+        else:
+            node[leaf] = copy.deepcopy(value)
     return tree
 
 
-def config_hash(ablation: Ablation, variant: Variant, *, profile: str, manifest: str) -> str:
+def data_channels(ablation: Ablation) -> list[str]:
+    """The input channels the ablation reads: its overrides', else its base config's."""
+    if "data.channels" in ablation.overrides:
+        return list(ablation.overrides["data.channels"])
+    base = yaml.safe_load(ablation.config.read_text()) or {}
+    channels = (base.get("data") or {}).get("channels")
+    if not channels:
+        raise AblationError(f"{ablation.config}: names no data.channels")
+    return list(channels)
+
+
+def config_hash(
+    ablation: Ablation, variant: Variant, *, profile: str, data_fingerprint: str
+) -> str:
     """A digest of everything that decides a variant's result.
 
-    The base config and profile files by content, the overrides, seed and the
-    data manifest path: change any of them and the variant is trained anew.
+    The base config and profile files by content, the overrides, the seed and the
+    data by content (``manifest_fingerprint``): change any of them and the variant
+    is trained anew. The code version is not part of it (it is the ``git_commit``
+    tag of each run): rerunning after a code change is a decision, not a default.
     """
-    profile_text = (PROFILES_DIR / f"{profile}.yaml").read_text()
     payload = {
         "config": ablation.config.read_text(),
-        "profile": profile_text,
+        "profile": profile_path(profile).read_text(),
         "overrides": variant.overrides,
         "seed": variant.seed,
-        "manifest": str(Path(manifest).resolve()),
+        "data": data_fingerprint,
     }
     encoded = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(encoded).hexdigest()[:16]
 
 
 def fit_arguments(
-    ablation: Ablation,
-    variant: Variant,
-    *,
-    profile: str,
-    manifest: str,
-    parent_run_id: str,
+    ablation: Ablation, variant: Variant, *, profile: str, manifest: str, tags: dict[str, str]
 ) -> list[str]:
     """The ``versaseg fit`` arguments that train and test one variant.
 
     ``run_variant`` appends the variant's own overrides as a last ``--config``.
     """
-    tags = {
-        "mlflow.parentRunId": parent_run_id,
-        "ablation": ablation.name,
-        "variant": variant.name,
-        "config_hash": variant.config_hash,
-        **{f"axis.{axis}": value for axis, value in variant.axes.items()},
-    }
     return [
         "fit",
         "--config", str(ablation.config),
@@ -204,19 +223,46 @@ def fit_arguments(
     ]  # fmt: skip
 
 
-def run_variant(arguments: list[str], variant_config: dict[str, Any]) -> tuple[int, str]:
-    """Train one variant in this process; returns (exit status, error text)."""
+def run_variant(
+    arguments: list[str], variant_config: dict[str, Any], log_path: Path
+) -> tuple[int, str, float]:
+    """Train one variant in this process; returns (exit status, error text, seconds).
+
+    What the run prints goes to ``log_path``, so the ablation's own output stays
+    one line per variant.
+    """
     from experiments.cli import main
 
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(variant_config, handle)
         config_path = handle.name
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with log_path.open("w") as log, quiet(log):
+        try:
+            code = main([*arguments, "--config", config_path], report_errors=False)
+            return code, "", time.time() - started
+        except Exception as error:  # one variant's failure must not stop the grid
+            traceback.print_exc(file=log)
+            return 1, f"{type(error).__name__}: {error}", time.time() - started
+        finally:
+            Path(config_path).unlink(missing_ok=True)
+
+
+@contextmanager
+def quiet(stream: TextIO) -> Iterator[None]:
+    """Send prints, warnings (they go to stderr) and Lightning's log lines to ``stream``."""
+    handler = logging.StreamHandler(stream)
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    saved = [(lg.handlers[:], lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.handlers, lg.propagate = [handler], False
     try:
-        return main([*arguments, "--config", config_path], report_errors=False), ""
-    except Exception as error:  # one variant's failure must not stop the grid
-        return 1, f"{type(error).__name__}: {error}"
+        with redirect_stdout(stream), redirect_stderr(stream):
+            yield
     finally:
-        Path(config_path).unlink(missing_ok=True)
+        for lg, (handlers, propagate) in zip(loggers, saved, strict=True):
+            lg.handlers, lg.propagate = handlers, propagate
 
 
 class AblationRunner:
@@ -230,48 +276,67 @@ class AblationRunner:
         manifest: str = "data/phantom/manifest.csv",
         jobs: int = 1,
         seeds: Sequence[int] | None = None,
+        reports: Path | None = None,
     ) -> None:
-        if not (PROFILES_DIR / f"{profile}.yaml").is_file():
-            known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
-            raise AblationError(f"unknown profile {profile!r}; choose one of {known}")
+        try:
+            profile_path(profile)
+        except UnknownProfileError as error:
+            raise AblationError(str(error)) from error
         if jobs < 1:
             raise AblationError(f"--jobs must be at least 1, got {jobs}")
         self.ablation = ablation
         self.profile = profile
         self.manifest = manifest
         self.jobs = jobs
+        self.reports = reports or Path("reports") / ablation.name
         self.client = mlflow.MlflowClient(default_tracking_uri())
+        self._experiment_id: str | None = None
+        # Reads every file of the manifest once: a missing one fails here, not 60 times.
+        records = read_manifest(manifest, data_channels(ablation), require_label=False)
+        fingerprint = manifest_fingerprint(manifest, records)
         self.variants = [
             Variant(
                 v.name,
                 v.axes,
                 v.overrides,
                 v.seed,
-                config_hash(ablation, v, profile=profile, manifest=manifest),
+                config_hash(ablation, v, profile=profile, data_fingerprint=fingerprint),
             )
             for v in expand(ablation, seeds=seeds)
         ]
 
     # -------------------------------------------------------------- MLflow
     def experiment_id(self) -> str:
-        experiment = self.client.get_experiment_by_name(self.ablation.experiment)
-        if experiment is not None:
-            return experiment.experiment_id
-        from experiments.tracking import LOCAL_ARTIFACT_ROOT, is_local_store
+        """The ablation's MLflow experiment, created on first use."""
+        if self._experiment_id is None:
+            experiment = self.client.get_experiment_by_name(self.ablation.experiment)
+            if experiment is not None:
+                self._experiment_id = experiment.experiment_id
+            else:
+                from experiments.tracking import LOCAL_ARTIFACT_ROOT, is_local_store
 
-        location = None
-        if is_local_store(default_tracking_uri()):
-            location = str((LOCAL_ARTIFACT_ROOT / self.ablation.experiment).resolve())
-        return self.client.create_experiment(self.ablation.experiment, artifact_location=location)
+                location = None
+                if is_local_store(default_tracking_uri()):
+                    location = str((LOCAL_ARTIFACT_ROOT / self.ablation.experiment).resolve())
+                self._experiment_id = self.client.create_experiment(
+                    self.ablation.experiment, artifact_location=location
+                )
+        return self._experiment_id
+
+    def search(self, query: str, **options: Any) -> list[mlflow.entities.Run]:
+        """This ablation's runs that match ``query`` (an MLflow filter string)."""
+        ablation = f"tags.ablation = '{self.ablation.name}'"
+        return self.client.search_runs(
+            [self.experiment_id()], f"{ablation} and {query}" if query else ablation, **options
+        )
 
     def find_parent(self) -> str | None:
         """The id of the ablation's parent run for this profile and data, if there is one."""
-        query = (
-            f"tags.ablation = '{self.ablation.name}' and tags.ablation_role = 'parent' "
-            f"and tags.profile = '{self.profile}' "
-            f"and tags.manifest = '{Path(self.manifest).resolve()}'"
+        found = self.search(
+            f"tags.ablation_role = 'parent' and tags.profile = '{self.profile}' "
+            f"and tags.manifest = '{Path(self.manifest).resolve()}'",
+            max_results=1,
         )
-        found = self.client.search_runs([self.experiment_id()], query, max_results=1)
         return found[0].info.run_id if found else None
 
     def parent_run(self) -> str:
@@ -280,9 +345,8 @@ class AblationRunner:
         if run_id is not None:
             self.client.update_run(run_id, status="RUNNING")
             return run_id
-        experiment_id = self.experiment_id()
         run = self.client.create_run(
-            experiment_id,
+            self.experiment_id(),
             run_name=f"{self.ablation.name}-{self.profile}",
             tags={
                 "ablation": self.ablation.name,
@@ -294,77 +358,97 @@ class AblationRunner:
         )
         return run.info.run_id
 
-    def finished_runs(self) -> dict[str, str]:
-        """config hash -> run id of this ablation's FINISHED child runs."""
-        runs = self.client.search_runs(
-            [self.experiment_id()],
-            f"tags.ablation = '{self.ablation.name}' and attributes.status = 'FINISHED'",
-        )
+    def child_tags(self, variant: Variant, parent_run_id: str) -> dict[str, str]:
+        """The tags that make a run a child of the ablation and name its variant."""
         return {
-            run.data.tags["config_hash"]: run.info.run_id
-            for run in runs
-            if "config_hash" in run.data.tags and "ablation_role" not in run.data.tags
+            "mlflow.parentRunId": parent_run_id,
+            "ablation": self.ablation.name,
+            "variant": variant.name,
+            "config_hash": variant.config_hash,
+            **{f"axis.{axis}": value for axis, value in variant.axes.items()},
         }
 
-    def child_for(self, variant: Variant) -> mlflow.entities.Run | None:
-        """The newest child run of a variant's config hash, if any."""
-        runs = self.client.search_runs(
-            [self.experiment_id()],
-            f"tags.ablation = '{self.ablation.name}' "
-            f"and tags.config_hash = '{variant.config_hash}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
+    def finished_runs(self) -> dict[str, mlflow.entities.Run]:
+        """config hash -> the newest FINISHED and tested child run of each variant.
+
+        A run only counts once its test has been logged (tag ``tested``): fit
+        marks a run FINISHED before the test runs.
+        """
+        hashes = {variant.config_hash for variant in self.variants}
+        runs = self.search(
+            "attributes.status = 'FINISHED' and tags.tested = 'true'",
+            order_by=["attributes.start_time ASC"],
         )
-        return runs[0] if runs else None
+        return {
+            run.data.tags["config_hash"]: run
+            for run in runs
+            if run.data.tags.get("config_hash") in hashes
+        }
+
+    def close_stale_runs(self, parent_run_id: str) -> int:
+        """Mark children left RUNNING by a killed process as KILLED; returns how many.
+
+        A process killed outright (SIGKILL, a lost machine) cannot end its own run.
+        Only children of this parent (this profile and data) are touched.
+        """
+        stale = self.search(
+            f"attributes.status = 'RUNNING' and tags.mlflow.parentRunId = '{parent_run_id}'"
+        )
+        for run in stale:
+            self.client.set_tag(
+                run.info.run_id, "error", "found RUNNING when the ablation restarted"
+            )
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        return len(stale)
 
     def mark_failed(self, variant: Variant, parent_run_id: str, error: str, started: float) -> None:
         """Keep a variant's failure on a run, also when it failed before Lightning made one."""
-        run = self.child_for(variant)
-        if run is not None and run.info.start_time >= int(started * 1000) - 1000:
+        runs = self.search(
+            f"tags.config_hash = '{variant.config_hash}' "
+            f"and attributes.start_time >= {int(started * 1000) - 1000}",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        message = (error or "failed; see the variant's log")[:500]
+        if runs:
+            run = runs[0]
             if run.info.status != "FAILED":
                 self.client.set_terminated(run.info.run_id, "FAILED")
-            if error and "error" not in run.data.tags:
-                self.client.set_tag(run.info.run_id, "error", error[:500])
+            if "error" not in run.data.tags:
+                self.client.set_tag(run.info.run_id, "error", message)
             return
-        run = self.client.create_run(
-            self.experiment_id(),
-            run_name=variant.name,
-            tags={
-                "mlflow.parentRunId": parent_run_id,
-                "ablation": self.ablation.name,
-                "variant": variant.name,
-                "config_hash": variant.config_hash,
-                "error": (error or "failed before training started")[:500],
-                **{f"axis.{a}": v for a, v in variant.axes.items()},
-            },
-        )
+        tags = {**self.child_tags(variant, parent_run_id), "error": message}
+        run = self.client.create_run(self.experiment_id(), run_name=variant.name, tags=tags)
         self.client.set_terminated(run.info.run_id, "FAILED")
 
     # ----------------------------------------------------------------- run
     def run(self) -> list[tuple[Variant, str]]:
         """Train every pending variant; returns the (variant, error) of failures."""
         parent_run_id = self.parent_run()
-        done = self.finished_runs()
-        pending = [v for v in self.variants if v.config_hash not in done]
-        total = len(self.variants)
-        print(
-            f"ablation {self.ablation.name}: {total} variants, {total - len(pending)} already "
-            f"finished, {len(pending)} to run (profile {self.profile}, data {self.manifest})",
-            flush=True,
-        )
         failures: list[tuple[Variant, str]] = []
-        durations: list[float] = []
-        status = RunStatus.to_string(RunStatus.FAILED)
+        status = "FAILED"
         try:
+            stale = self.close_stale_runs(parent_run_id)
+            if stale:
+                print(f"marked {stale} run(s) left RUNNING by an earlier, killed process KILLED")
+            done = self.finished_runs()
+            pending = [v for v in self.variants if v.config_hash not in done]
+            total = len(self.variants)
+            print(
+                f"ablation {self.ablation.name}: {total} variants, {total - len(pending)} "
+                f"already finished, {len(pending)} to run (profile {self.profile}, "
+                f"data {self.manifest})",
+                flush=True,
+            )
+            started = time.time()
             for position, (variant, code, error, seconds) in enumerate(
                 self._train(pending, parent_run_id), start=1
             ):
-                durations.append(seconds)
                 if code != 0:
                     failures.append((variant, error))
-                remaining = (len(pending) - position) * sum(durations) / len(durations)
-                remaining /= self.jobs
-                verdict = "ok" if code == 0 else f"FAILED ({error or f'exit {code}'})"
+                elapsed = time.time() - started
+                remaining = elapsed / position * (len(pending) - position)
+                verdict = "ok" if code == 0 else f"FAILED (see {self.log(variant)})"
                 index = self.variants.index(variant) + 1
                 print(
                     f"[{index:>{len(str(total))}}/{total}] {variant.name:<32} {verdict:<6} "
@@ -380,39 +464,53 @@ class AblationRunner:
             self.client.set_terminated(parent_run_id, status)
         return failures
 
-    def _train(self, pending: list[Variant], parent_run_id: str):
+    def log(self, variant: Variant) -> Path:
+        """Where a variant's training output goes."""
+        return self.reports / "logs" / f"{variant.name}.log"
+
+    def _train(self, pending: list[Variant], parent_run_id: str) -> Iterator[tuple]:
         """Yield ``(variant, exit status, error, seconds)`` as variants finish."""
         jobs = [
             (variant, fit_arguments(
                 self.ablation, variant, profile=self.profile, manifest=self.manifest,
-                parent_run_id=parent_run_id,
+                tags=self.child_tags(variant, parent_run_id),
             ))
             for variant in pending
         ]  # fmt: skip
         if self.jobs == 1:
             for variant, arguments in jobs:
                 started = time.time()
-                code, error = run_variant(arguments, nested(variant.overrides))
+                code, error, seconds = run_variant(
+                    arguments, nested(variant.overrides), self.log(variant)
+                )
                 if code != 0:
                     self.mark_failed(variant, parent_run_id, error, started)
-                yield variant, code, error, time.time() - started
+                yield variant, code, error, seconds
             return
-        # Separate processes: each variant trains with its own interpreter state.
-        with ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn")) as pool:
-            started = time.time()
+        # Separate processes, each variant with its own interpreter state.
+        started = time.time()
+        pool = ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn"))
+        try:
             futures = {
-                pool.submit(run_variant, arguments, nested(variant.overrides)): variant
+                pool.submit(
+                    run_variant, arguments, nested(variant.overrides), self.log(variant)
+                ): variant
                 for variant, arguments in jobs
             }
-            last = started
             for future in as_completed(futures):
                 variant = futures[future]
-                code, error = future.result()
+                try:
+                    code, error, seconds = future.result()
+                except BrokenProcessPool as broken:  # a worker died (e.g. out of memory)
+                    code, error, seconds = 1, f"worker process died: {broken}", 0.0
                 if code != 0:
                     self.mark_failed(variant, parent_run_id, error, started)
-                now = time.time()
-                yield variant, code, error, now - last
-                last = now
+                yield variant, code, error, seconds
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
 
 
 def format_duration(seconds: float) -> str:
@@ -433,49 +531,62 @@ def task_axis(ablation: Ablation) -> str | None:
     return ablation.tables.get("task")
 
 
-def collect_results(runner: AblationRunner) -> tuple[Any, Any]:
-    """Per-case metrics and per-epoch curves of the finished runs, as long frames.
+def collect_results(runner: AblationRunner) -> tuple[Any, Any, Any]:
+    """Per-case metrics, stability and per-epoch curves of the finished runs.
 
-    Only runs whose config hash belongs to the grid (this profile and data) count.
+    Only runs whose config hash belongs to the grid (this profile and data)
+    count. With several seeds, per-case values and curves are averaged over the
+    seeds of a variant, and stability is averaged over its runs.
+
+    Returns:
+        ``(results, stability, curves)`` as long frames for ``experiments.tables``.
     """
     import pandas as pd
 
+    from experiments.stability import PREFIX
+
+    # One download per run: MLflow's progress bars would bury the tables.
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     from experiments.tables import per_case_long
 
     finished = runner.finished_runs()
-    per_case_frames, curve_rows = [], []
+    per_case, stability, curves = [], [], []
     with tempfile.TemporaryDirectory() as folder:
         for variant in runner.variants:
-            run_id = finished.get(variant.config_hash)
-            if run_id is None:
+            run = finished.get(variant.config_hash)
+            if run is None:
                 continue
-            run = runner.client.get_run(run_id)
-            task = run.data.params.get("data.task", "multiclass")
-            label = row_label(runner.ablation, variant)
+            run_id = run.info.run_id
+            keys = {
+                "variant": row_label(runner.ablation, variant),
+                "task": run.data.params.get("data.task", "multiclass"),
+            }
             local = runner.client.download_artifacts(
                 run_id, "metrics/per_case_metrics.csv", f"{folder}/{run_id}"
             )
-            per_case_frames.append(per_case_long(pd.read_csv(local), variant=label, task=task))
+            per_case.append(per_case_long(pd.read_csv(local), **keys))
+            stability.append(
+                {**keys, **{k: v for k, v in run.data.metrics.items() if k.startswith(PREFIX)}}
+            )
             # Both curves are logged once per epoch; pair them by epoch, not by step.
             val_dice = history(runner.client, run_id, "val/dice_mean")
             train_loss = history(runner.client, run_id, "train/loss")
             if len(train_loss) != len(val_dice):
                 train_loss = [float("nan")] * len(val_dice)
             for epoch, (dice, loss) in enumerate(zip(val_dice, train_loss, strict=True), start=1):
-                curve_rows.append(
-                    {
-                        "variant": label,
-                        "task": task,
-                        "epoch": epoch,
-                        "val_dice": dice,
-                        "train_loss": loss,
-                    }
-                )
-    if not per_case_frames:
+                curves.append({**keys, "epoch": epoch, "val_dice": dice, "train_loss": loss})
+    if not per_case:
         raise AblationError(
             f"ablation {runner.ablation.name}: no finished runs for this profile and data yet"
         )
-    return pd.concat(per_case_frames, ignore_index=True), pd.DataFrame(curve_rows)
+    results = pd.concat(per_case, ignore_index=True)
+    # Seeds of one variant share a row label: average them per case.
+    keys = ["variant", "task", "subject", "class", "metric"]
+    results = results.groupby(keys, sort=False, as_index=False)["value"].mean()
+    curves = pd.DataFrame(curves)
+    if not curves.empty:
+        curves = curves.groupby(["variant", "task", "epoch"], sort=False, as_index=False).mean()
+    return results, pd.DataFrame(stability), curves
 
 
 def history(client: mlflow.MlflowClient, run_id: str, metric: str) -> list[float]:
@@ -485,18 +596,15 @@ def history(client: mlflow.MlflowClient, run_id: str, metric: str) -> list[float
     ]
 
 
-def write_reports(runner: AblationRunner, out_dir: Path | None = None) -> Path:
-    """Tables from the finished runs -> ``reports/<ablation>/``, logged on the parent run."""
-    from experiments.stability import stability_table
+def write_reports(runner: AblationRunner) -> Path:
+    """Tables from the finished runs -> ``runner.reports``, logged on the parent run."""
     from experiments.tables import write_tables
 
-    results, curves = collect_results(runner)
-    out_dir = out_dir or Path("reports") / runner.ablation.name
-    stability = stability_table(curves) if not curves.empty else None
+    results, stability, curves = collect_results(runner)
     paths = write_tables(
         results,
-        stability,
-        out_dir,
+        stability if not stability.empty else None,
+        runner.reports,
         title=f"Ablation {runner.ablation.name} (profile {runner.profile})",
         curves=curves if not curves.empty else None,
     )

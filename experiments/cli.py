@@ -34,6 +34,7 @@ from datamodules.brain import BrainDataModule
 from datamodules.manifest import ManifestError
 from datamodules.phantom import write_phantom
 from experiments.ablate import AblationError
+from experiments.profiles import DEFAULT_PROFILE, UnknownProfileError, profile_path
 from experiments.tracking import (
     ConfigRecorder,
     RunRecorder,
@@ -46,9 +47,6 @@ from experiments.tracking import (
 from lightning_modules.callbacks import NiftiPredictionWriter
 from lightning_modules.metrics import METRICS
 
-PROFILES_DIR = Path(__file__).resolve().parent / "configs" / "profiles"
-DEFAULT_PROFILE = "quick"
-
 
 class ConfigError(ValueError):
     """A config value that the classes it configures refused."""
@@ -57,7 +55,13 @@ class ConfigError(ValueError):
 class VersasegCLI(LightningCLI):
     """LightningCLI with the shared data module, linked shapes and MLflow tracking."""
 
-    def __init__(self, args: Sequence[str] | None = None) -> None:
+    def __init__(self, args: Sequence[str] | None = None, *, exit_on_error: bool = True) -> None:
+        # exit_on_error=False: a bad argument raises instead of exiting, so that a
+        # caller such as the ablation runner can record it and carry on.
+        parser_kwargs = {
+            name: {"exit_on_error": exit_on_error}
+            for name in ("fit", "validate", "test", "predict")
+        }
         super().__init__(
             datamodule_class=BrainDataModule,
             subclass_mode_model=True,
@@ -66,6 +70,7 @@ class VersasegCLI(LightningCLI):
             trainer_defaults={
                 "logger": {"class_path": f"{TrackingLogger.__module__}.TrackingLogger"}
             },
+            parser_kwargs={"exit_on_error": exit_on_error, **parser_kwargs},
             args=args,
         )
 
@@ -177,10 +182,10 @@ def apply_profile(args: list[str]) -> list[str]:
         if first_config is not None and records_profile(first_config):
             return rest
         profile = DEFAULT_PROFILE
-    path = PROFILES_DIR / f"{profile}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
-        raise ConfigError(f"unknown profile {profile!r}; choose one of {known}")
+    try:
+        path = profile_path(profile)
+    except UnknownProfileError as error:
+        raise ConfigError(str(error)) from error
     return [*rest[:position], "--config", str(path), *rest[position:]]
 
 
@@ -276,18 +281,20 @@ def ablate_main(args: Sequence[str], *, train: bool = True) -> int:
         manifest=options.data,
         jobs=getattr(options, "jobs", 1),
         seeds=options.seeds,
+        reports=options.reports,
     )
     failures = runner.run() if train else []
-    report = write_reports(runner, options.reports)
-    print()
-    print(report.read_text())
-    print(f"Tables written to {report.parent}/ and logged on the ablation's parent run.")
-    if failures:
-        print(f"\n{len(failures)} variant(s) failed:", file=sys.stderr)
-        for variant, error in failures:
-            print(f"  {variant.name}: {error or 'see its MLflow run'}", file=sys.stderr)
-        return 1
-    return 0
+    try:
+        report = write_reports(runner)
+        print()
+        print(report.read_text())
+        print(f"Tables written to {report.parent}/ and logged on the ablation's parent run.")
+    finally:
+        if failures:
+            print(f"\n{len(failures)} variant(s) failed:", file=sys.stderr)
+            for variant, error in failures:
+                print(f"  {variant.name}: {error or runner.log(variant)}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 USAGE = """usage: versaseg {fit,validate,test,predict,phantom,ablate,tables,ui} ...
@@ -324,7 +331,10 @@ def main(argv: Sequence[str] | None = None, *, report_errors: bool = True) -> in
         elif args[0] in ("ablate", "tables"):
             return ablate_main(args[1:], train=args[0] == "ablate")
         else:
-            VersasegCLI(apply_profile(args))
+            try:
+                VersasegCLI(apply_profile(args), exit_on_error=report_errors)
+            except argparse.ArgumentError as error:
+                raise ConfigError(f"invalid configuration: {error}") from error
     except (ManifestError, ConfigError, AblationError) as error:
         if show_traceback or not report_errors:
             raise

@@ -156,6 +156,8 @@ class RunRecorder(pl.Callback):
                 figure_path = Path(folder) / f"prediction_{example['subject']}.png"
                 prediction_figure(**example).savefig(figure_path, dpi=100)
                 logger.experiment.log_artifact(logger.run_id, str(figure_path), "figures")
+        # Marks a run whose test results are complete (fit alone also ends FINISHED).
+        logger.experiment.set_tag(logger.run_id, "tested", "true")
 
 
 class StabilityRecorder(pl.Callback):

@@ -102,7 +102,8 @@ class SegmentationModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         """Complete the loss with what only the data knows, and check the data fits it."""
         data = getattr(self.trainer, "datamodule", None)
-        if self.loss is None:
+        # Test and predict use no loss: a checkpoint predicts without training data.
+        if self.loss is None and stage in ("fit", "validate"):
             if data is None or not hasattr(data, "class_frequencies"):
                 raise ValueError(
                     f"loss weighting {self.loss_weighting!r} needs class_frequencies: give "

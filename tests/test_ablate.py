@@ -61,7 +61,21 @@ def test_expand_and_nested(tmp_path):
     assert variants[3].overrides["data.task"] == "binary:vessels"
     assert variants[3].overrides["model.init_args.loss"] == "ce"  # shared overrides kept
     assert nested({"a.b.c": 1, "a.d": 2}) == {"a": {"b": {"c": 1}, "d": 2}}
+    with pytest.raises(AblationError, match="which is a value"):
+        nested({"a.b": 1, "a.b.c": 2})
     assert [v.seed for v in expand(study, seeds=[1, 2])][:2] == [1, 2]
+
+
+def test_variants_do_not_share_mutable_overrides(tmp_path):
+    grid = {
+        "form": {
+            "plain": {"model.init_args.loss_options.smooth": 1.0},
+            "other": {"model.init_args.loss_weighting": "none"},
+        }
+    }
+    variants = expand(load_ablation(write_ablation(tmp_path, grid)))
+    nested(variants[0].overrides)
+    assert "smooth" not in nested(variants[1].overrides)["model"]["init_args"]["loss_options"]
 
 
 @pytest.mark.parametrize(
@@ -71,6 +85,7 @@ def test_expand_and_nested(tmp_path):
         ("name: x\nconfig: nowhere.yaml\ngrid: {a: {b: {}}}\n", "does not exist"),
         ("[1, 2]\n", "expected a mapping"),
         ("name: x\nconfig: c\ngrid: {a: {}}\n", "has no named entries"),
+        ('name: "it\'s"\nconfig: c\ngrid: {a: {b: {}}}\n', "letters, digits"),
     ],
 )
 def test_bad_ablation_files_name_the_problem(tmp_path, content, message):
@@ -117,12 +132,17 @@ def test_tiny_ablation_runs_resumes_and_tabulates(in_tmp, phantom_manifest, caps
     assert len(child_runs()) == 4
     assert (in_tmp / "reports/tiny/report.md").read_text() == report
 
-    # A killed variant is trained again, and only it.
+    # A killed variant is trained again, and only it; one whose process died
+    # outright (left RUNNING) is closed as KILLED and trained again too.
     client = mlflow.MlflowClient(default_tracking_uri())
     client.set_terminated(runs[0].info.run_id, "KILLED")
+    client.update_run(runs[1].info.run_id, status="RUNNING")
     assert ablate(study, phantom_manifest) == 0
-    assert "3 already finished, 1 to run" in capsys.readouterr().out
-    assert len(child_runs()) == 5
+    output = capsys.readouterr().out
+    assert "marked 1 run(s) left RUNNING" in output
+    assert "2 already finished, 2 to run" in output
+    assert client.get_run(runs[1].info.run_id).info.status == "KILLED"
+    assert len(child_runs()) == 6
 
 
 @pytest.mark.slow
@@ -131,6 +151,7 @@ def test_a_failing_variant_is_recorded_and_the_others_run(in_tmp, phantom_manife
         "weighting": {
             "none": {"model.init_args.loss_weighting": "none"},
             "broken": {"model.init_args.loss_weighting": "nonsense"},
+            "typo": {"data.augmentaton": "none"},
         }
     }
     assert ablate(write_ablation(in_tmp, grid), phantom_manifest) == 1
@@ -138,4 +159,6 @@ def test_a_failing_variant_is_recorded_and_the_others_run(in_tmp, phantom_manife
     assert runs["none"].info.status == "FINISHED"
     assert runs["broken"].info.status == "FAILED"
     assert "nonsense" in runs["broken"].data.tags["error"]
-    assert "1 variant(s) failed" in capsys.readouterr().err
+    assert runs["typo"].info.status == "FAILED"  # rejected by the parser, not by a class
+    assert "augmentaton" in runs["typo"].data.tags["error"]
+    assert "2 variant(s) failed" in capsys.readouterr().err

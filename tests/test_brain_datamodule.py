@@ -213,3 +213,38 @@ def test_class_frequencies_are_training_voxel_shares(phantom_manifest):
     assert frequencies[0] > frequencies[1] > frequencies[4] > 0
     binary = make_data(phantom_manifest, task="binary:vessels").class_frequencies
     assert binary[1] == pytest.approx(frequencies[4])
+
+
+def test_cached_subjects_give_the_same_batches(phantom_manifest):
+    batches = []
+    for cache in (False, True):
+        pl.seed_everything(5)
+        batches.append(first_batch(make_data(phantom_manifest, cache_subjects=cache)))
+    assert torch.equal(batches[0]["image"], batches[1]["image"])
+    assert torch.equal(batches[0]["label"], batches[1]["label"])
+
+
+def test_test_subjects_carry_no_distance_maps(phantom_manifest):
+    data = make_data(phantom_manifest, distance_maps=True)
+    assert "distance" not in next(iter(data.test_dataloader()))
+
+
+@pytest.mark.parametrize(
+    ("splits", "message"),
+    [
+        (["train"] * 5 + ["val"], r"no \['test'\] subjects"),
+        (None, "too few"),
+    ],
+)
+def test_unusable_splits_are_manifest_errors(phantom_manifest, tmp_path, splits, message):
+    table = pd.read_csv(phantom_manifest)
+    for column in ("cisternography", "angiography", "label"):
+        table[column] = [str(phantom_manifest.parent / p) for p in table[column]]
+    if splits is None:
+        table = table.iloc[:2]
+    else:
+        table["split"] = splits
+    manifest = tmp_path / "splits.csv"
+    table.to_csv(manifest, index=False)
+    with pytest.raises(ManifestError, match=message):
+        make_data(manifest)

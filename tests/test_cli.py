@@ -61,6 +61,7 @@ def test_fit_then_test_leaves_a_finished_run_with_everything(in_tmp, phantom_man
     assert tags["thread"] == "baseline"
     assert len(tags["manifest_fingerprint"]) == 16
     assert tags["git_commit"]
+    assert tags["tested"] == "true"
 
     metrics = run.data.metrics
     expected = {"train/loss", "val/loss", "val/dice_mean", "test/dice_mean"}

@@ -1,0 +1,94 @@
+"""Training-step time of the distance-weighted losses against the unweighted ones.
+
+One step = forward, loss, backward and optimiser step of the baseline U-Net on a
+quick-profile batch (16 patches of 64x64, 2 channels, 5 classes). Distance maps
+are precomputed, as the data pipeline does, so the timing covers only what a
+training step pays.
+
+Run: .venv/bin/python benchmarks/loss_step_time.py [--steps 20] [--spatial-dims 2]
+Record the numbers in docs/performance.md with the machine they came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from datamodules.distance import signed_distance_maps
+from lightning_modules.losses import build_loss
+from lightning_modules.networks import build_network
+
+CLASSES = 5
+
+
+def blob_labels(shape: tuple[int, ...], batch: int, seed: int) -> np.ndarray:
+    """Smooth random label maps: thresholded blurred noise, one class per band."""
+    rng = np.random.default_rng(seed)
+    noise = ndimage.gaussian_filter(
+        rng.standard_normal((batch, *shape)), sigma=(0, *[4] * len(shape))
+    )
+    edges = np.quantile(noise, [0.4, 0.7, 0.85, 0.95])
+    return np.digitize(noise, edges)
+
+
+def time_steps(base: str, weighting: str, batch: dict[str, torch.Tensor], steps: int) -> float:
+    """Median seconds per training step."""
+    torch.manual_seed(0)
+    spatial_dims = batch["image"].ndim - 2
+    network = build_network(
+        "unet",
+        spatial_dims=spatial_dims,
+        in_channels=2,
+        out_channels=CLASSES,
+        depth=4,
+        base_channels=16,
+    )
+    loss = build_loss(base, weighting)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=1e-3)
+    times = []
+    for step in range(steps + 3):
+        start = time.perf_counter()
+        optimiser.zero_grad()
+        logits = network(batch["image"])
+        value = loss(logits, batch["label"], distance=batch["distance"])
+        value.backward()
+        optimiser.step()
+        if step >= 3:  # the first steps warm up allocators and caches
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--spatial-dims", type=int, choices=(2, 3), default=2)
+    options = parser.parse_args()
+    shape = (64, 64) if options.spatial_dims == 2 else (32, 32, 32)
+    batch_size = 16 if options.spatial_dims == 2 else 2
+    labels = blob_labels(shape, batch_size, seed=0)
+    batch = {
+        "image": torch.randn(batch_size, 2, *shape),
+        "label": torch.from_numpy(labels).long(),
+        "distance": torch.from_numpy(np.stack([signed_distance_maps(x, CLASSES) for x in labels])),
+    }
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
+    print(f"batch: {batch_size} x 2 x {shape}, {CLASSES} classes, U-Net depth 4 width 16")
+    for base in ("ce", "dice"):
+        reference = time_steps(base, "none", batch, options.steps)
+        print(f"{base}+none: {reference * 1000:7.1f} ms/step")
+        for weighting in ("dtm", "dpt"):
+            seconds = time_steps(base, weighting, batch, options.steps)
+            ratio = seconds / reference
+            print(f"{base}+{weighting}: {seconds * 1000:7.1f} ms/step  ({ratio:.2f}x {base}+none)")
+
+
+if __name__ == "__main__":
+    main()
