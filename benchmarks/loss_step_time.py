@@ -16,6 +16,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -38,10 +39,9 @@ def blob_labels(shape: tuple[int, ...], batch: int, seed: int) -> np.ndarray:
     return np.digitize(noise, edges)
 
 
-def time_steps(base: str, weighting: str, batch: dict[str, torch.Tensor], steps: int) -> float:
-    """Median seconds per training step."""
+def make_step(base: str, weighting: str, spatial_dims: int) -> Callable[[dict], None]:
+    """A closure running one training step of a fresh U-Net with this loss."""
     torch.manual_seed(0)
-    spatial_dims = batch["image"].ndim - 2
     network = build_network(
         "unet",
         spatial_dims=spatial_dims,
@@ -52,17 +52,34 @@ def time_steps(base: str, weighting: str, batch: dict[str, torch.Tensor], steps:
     )
     loss = build_loss(base, weighting)
     optimiser = torch.optim.AdamW(network.parameters(), lr=1e-3)
-    times = []
-    for step in range(steps + 3):
-        start = time.perf_counter()
+
+    def step(batch: dict[str, torch.Tensor]) -> None:
         optimiser.zero_grad()
-        logits = network(batch["image"])
-        value = loss(logits, batch["label"], distance=batch["distance"])
+        value = loss(network(batch["image"]), batch["label"], distance=batch["distance"])
         value.backward()
         optimiser.step()
-        if step >= 3:  # the first steps warm up allocators and caches
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
+    return step
+
+
+def time_interleaved(
+    configs: list[tuple[str, str]], batch: dict[str, torch.Tensor], steps: int
+) -> dict[tuple[str, str], float]:
+    """Median seconds per step of each config, measured in turns.
+
+    Taking turns step by step spreads any slowdown of the machine over all
+    configs alike, so their ratios stay fair.
+    """
+    spatial_dims = batch["image"].ndim - 2
+    runners = {config: make_step(*config, spatial_dims) for config in configs}
+    times: dict[tuple[str, str], list[float]] = {config: [] for config in configs}
+    for round_index in range(steps + 3):
+        for config, step in runners.items():
+            start = time.perf_counter()
+            step(batch)
+            if round_index >= 3:  # the first rounds warm up allocators and caches
+                times[config].append(time.perf_counter() - start)
+    return {config: statistics.median(values) for config, values in times.items()}
 
 
 def main() -> None:
@@ -81,13 +98,12 @@ def main() -> None:
     machine = platform.processor() or platform.machine()
     print(f"machine: {machine}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
     print(f"batch: {batch_size} x 2 x {shape}, {CLASSES} classes, U-Net depth 4 width 16")
-    for base in ("ce", "dice"):
-        reference = time_steps(base, "none", batch, options.steps)
-        print(f"{base}+none: {reference * 1000:7.1f} ms/step")
-        for weighting in ("dtm", "dpt"):
-            seconds = time_steps(base, weighting, batch, options.steps)
-            ratio = seconds / reference
-            print(f"{base}+{weighting}: {seconds * 1000:7.1f} ms/step  ({ratio:.2f}x {base}+none)")
+    configs = [(base, weighting) for base in ("ce", "dice") for weighting in ("none", "dtm", "dpt")]
+    medians = time_interleaved(configs, batch, options.steps)
+    for base, weighting in configs:
+        seconds = medians[(base, weighting)]
+        ratio = seconds / medians[(base, "none")]
+        print(f"{base}+{weighting}: {seconds * 1000:7.1f} ms/step  ({ratio:.2f}x {base}+none)")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ import pandas as pd
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from datamodules.brain import BrainDataModule
 from datamodules.manifest import ManifestError
@@ -335,6 +337,12 @@ def main(argv: Sequence[str] | None = None, *, report_errors: bool = True) -> in
                 VersasegCLI(apply_profile(args), exit_on_error=report_errors)
             except argparse.ArgumentError as error:
                 raise ConfigError(f"invalid configuration: {error}") from error
+    except SIGTERMException:
+        if not report_errors:
+            raise  # a caller (the ablation runner) must stop too
+        # Lightning turns SIGTERM into this SystemExit without a code, which would exit 0.
+        print("versaseg: stopped by SIGTERM", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except (ManifestError, ConfigError, AblationError) as error:
         if show_traceback or not report_errors:
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class FailOnTrainStart(pl.Callback):
@@ -17,3 +18,10 @@ class InterruptOnTrainStart(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         raise KeyboardInterrupt
+
+
+class SigtermOnTrainStart(pl.Callback):
+    """Raise what Lightning raises on SIGTERM: a run stopped by the system."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        raise SIGTERMException

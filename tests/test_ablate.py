@@ -162,3 +162,24 @@ def test_a_failing_variant_is_recorded_and_the_others_run(in_tmp, phantom_manife
     assert runs["typo"].info.status == "FAILED"  # rejected by the parser, not by a class
     assert "augmentaton" in runs["typo"].data.tags["error"]
     assert "2 variant(s) failed" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_grid_and_marks_runs_killed(in_tmp, phantom_manifest):
+    grid = {
+        "case": {
+            "fine": {"model.init_args.loss_weighting": "none"},
+            "terminated": {
+                "trainer.callbacks": [{"class_path": "tests.helpers.SigtermOnTrainStart"}]
+            },
+            "never": {"model.init_args.loss_weighting": "focal"},
+        }
+    }
+    assert ablate(write_ablation(in_tmp, grid), phantom_manifest) == 143
+    runs = {r.data.tags.get("variant"): r.info.status for r in child_runs()}
+    assert runs == {"fine": "FINISHED", "terminated": "KILLED"}
+    client = mlflow.MlflowClient(default_tracking_uri())
+    parent = client.search_runs(
+        [client.get_experiment_by_name("tiny").experiment_id], "tags.ablation_role = 'parent'"
+    )
+    assert parent[0].info.status == "KILLED"
