@@ -183,3 +183,17 @@ def test_sigterm_stops_the_grid_and_marks_runs_killed(in_tmp, phantom_manifest):
         [client.get_experiment_by_name("tiny").experiment_id], "tags.ablation_role = 'parent'"
     )
     assert parent[0].info.status == "KILLED"
+
+
+@pytest.mark.slow
+def test_variants_can_train_side_by_side(in_tmp, phantom_manifest):
+    grid = {"weighting": GRID["weighting"]}
+    study = write_ablation(in_tmp, grid)
+    status = main(
+        ["ablate", str(study), "--profile", "smoke", "--data", str(phantom_manifest), "--jobs", "2"]
+    )
+    assert status == 0
+    runs = child_runs()
+    assert sorted(r.data.tags["variant"] for r in runs) == ["inverse", "none"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert (in_tmp / "reports/tiny/logs/none.log").stat().st_size > 0
