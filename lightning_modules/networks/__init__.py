@@ -1,7 +1,9 @@
 """Network registry: config names map to network classes here, in one place.
 
-Later threads register FCN, FRRN, the hybrid network and the pix2pix generator
-by adding one line to ``NETWORKS``.
+The skip-connection thread's four variants are registered: ``fcn`` (no skips),
+``unet`` (long concatenation skips), ``frrn`` (full-resolution residual stream) and
+``hybrid`` (both). Later threads register theirs (the pix2pix generator) by adding
+one line to ``NETWORKS``.
 """
 
 from __future__ import annotations
@@ -10,10 +12,17 @@ from typing import Any
 
 from torch import nn
 
+from lightning_modules.networks.complexity import model_complexity
+from lightning_modules.networks.fcn import FCN
+from lightning_modules.networks.frrn import FRRN
+from lightning_modules.networks.hybrid import HybridNet
 from lightning_modules.networks.unet import UNet
 
 NETWORKS: dict[str, type[nn.Module]] = {
+    "fcn": FCN,
     "unet": UNet,
+    "frrn": FRRN,
+    "hybrid": HybridNet,
 }
 
 
@@ -51,4 +60,4 @@ def build_network(
         raise ValueError(f"bad options for network {name!r} {options}: {error}") from error
 
 
-__all__ = ["NETWORKS", "UNet", "build_network"]
+__all__ = ["FCN", "FRRN", "NETWORKS", "HybridNet", "UNet", "build_network", "model_complexity"]

@@ -6,16 +6,17 @@ and exported on its own.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 Norm = Literal["batch", "instance", "none"]
 
-_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
-_TRANSPOSED_CONV = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
-_MAX_POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
+# Layer classes by spatial_dims, shared by every network family in this package.
+CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+TRANSPOSED_CONV = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+MAX_POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
 _DROPOUT = {2: nn.Dropout2d, 3: nn.Dropout3d}
 _NORM = {
     ("batch", 2): nn.BatchNorm2d,
@@ -23,6 +24,31 @@ _NORM = {
     ("instance", 2): nn.InstanceNorm2d,
     ("instance", 3): nn.InstanceNorm3d,
 }
+
+
+def check_options(
+    *,
+    spatial_dims: int,
+    depth: int,
+    norm: str,
+    dropout: float,
+    base_channels: int,
+    min_depth: int = 1,
+) -> None:
+    """Raise a ValueError naming the first constructor option that is out of range.
+
+    The options every network family here shares; each family checks its own extras.
+    """
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+    if depth < min_depth:
+        raise ValueError(f"depth must be at least {min_depth}, got {depth!r}")
+    if norm not in ("batch", "instance", "none"):
+        raise ValueError(f"norm must be 'batch', 'instance' or 'none', got {norm!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    if base_channels < 1:
+        raise ValueError(f"base_channels must be at least 1, got {base_channels!r}")
 
 
 def norm_layer(norm: Norm, spatial_dims: int, channels: int) -> nn.Module:
@@ -46,7 +72,7 @@ class ConvBlock(nn.Sequential):
         norm: Norm = "batch",
         dropout: float = 0.0,
     ) -> None:
-        conv = _CONV[spatial_dims]
+        conv = CONV[spatial_dims]
         # Bias is redundant before a normalisation layer that re-centres.
         bias = norm == "none"
         layers: list[nn.Module] = [
@@ -85,6 +111,9 @@ class UNet(nn.Module):
         torch.Size([1, 5, 64, 64])
     """
 
+    # Subclasses without the long skips (the FCN baseline) set this to False.
+    long_skips: ClassVar[bool] = True
+
     def __init__(
         self,
         spatial_dims: int,
@@ -97,14 +126,13 @@ class UNet(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
-        if depth < 1:
-            raise ValueError(f"depth must be at least 1, got {depth!r}")
-        if norm not in ("batch", "instance", "none"):
-            raise ValueError(f"norm must be 'batch', 'instance' or 'none', got {norm!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        check_options(
+            spatial_dims=spatial_dims,
+            depth=depth,
+            norm=norm,
+            dropout=dropout,
+            base_channels=base_channels,
+        )
         self.spatial_dims = spatial_dims
         widths = [base_channels * 2**level for level in range(depth)]
 
@@ -122,18 +150,20 @@ class UNet(nn.Module):
                 )
             )
             channels = width
-        self.pool = _MAX_POOL[spatial_dims](2)
+        self.pool = MAX_POOL[spatial_dims](2)
 
         self.upsamplers = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for width in reversed(widths[:-1]):
-            self.upsamplers.append(_TRANSPOSED_CONV[spatial_dims](channels, width, 2, stride=2))
-            self.decoders.append(ConvBlock(spatial_dims, 2 * width, width, norm=norm))
+            self.upsamplers.append(TRANSPOSED_CONV[spatial_dims](channels, width, 2, stride=2))
+            decoder_inputs = 2 * width if self.long_skips else width
+            self.decoders.append(ConvBlock(spatial_dims, decoder_inputs, width, norm=norm))
             channels = width
-        self.head = _CONV[spatial_dims](channels, out_channels, 1)
+        self.head = CONV[spatial_dims](channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(B, in_channels, *spatial)`` to logits ``(B, out_channels, *spatial)``."""
+        check_spatial_size(x, len(self.encoders))
         skips = []
         for level, encoder in enumerate(self.encoders):
             if level > 0:
@@ -146,14 +176,26 @@ class UNet(nn.Module):
             x = upsample(x)
             if x.shape[2:] != skip.shape[2:]:
                 # Odd sizes were rounded down by pooling; pad back to the skip's size.
-                x = _pad_to(x, skip.shape[2:])
-            x = decoder(torch.cat([skip, x], dim=1))
+                x = pad_to(x, skip.shape[2:])
+            x = decoder(torch.cat([skip, x], dim=1) if self.long_skips else x)
         return self.head(x)
 
 
-def _pad_to(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
-    """Zero-pad the trailing spatial dims of ``x`` up to ``size``."""
+def pad_to(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """Zero-pad the trailing spatial dims of ``x`` up to ``size`` (no copy when equal)."""
+    if x.shape[2:] == size:
+        return x
     padding: list[int] = []
     for have, want in zip(reversed(x.shape[2:]), reversed(size), strict=True):
         padding += [0, want - have]
     return nn.functional.pad(x, padding)
+
+
+def check_spatial_size(x: torch.Tensor, depth: int) -> None:
+    """Raise a ValueError when ``depth - 1`` halvings would shrink a spatial dim to zero."""
+    smallest = 2 ** (depth - 1)
+    if min(x.shape[2:]) < smallest:
+        raise ValueError(
+            f"input spatial size {tuple(x.shape[2:])} is too small for depth {depth}: "
+            f"every spatial dim needs at least {smallest} voxels"
+        )
