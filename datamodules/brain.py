@@ -27,10 +27,13 @@ from datamodules.manifest import (
     read_manifest,
     validate_manifest,
 )
+from datamodules.phantom import CHANNELS as PHANTOM_CHANNELS
+from datamodules.phantom import CLASS_NAMES as PHANTOM_CLASSES
 from datamodules.tasks import Task, parse_task
 from datamodules.transforms import Augmentation, subject_transform
 
-DEFAULT_CLASS_MAP = {1: "cerebrum", 2: "cerebellum", 3: "brainstem", 4: "vessels"}
+# The defaults are the embedded phantom's, so a bare BrainDataModule reads it.
+DEFAULT_CLASS_MAP = dict(PHANTOM_CLASSES)
 SPLITS = ("train", "val", "test")
 
 
@@ -74,7 +77,7 @@ class BrainDataModule(pl.LightningDataModule):
     def __init__(
         self,
         manifest: str = "data/phantom/manifest.csv",
-        channels: Sequence[str] = ("cisternography", "angiography"),
+        channels: Sequence[str] = PHANTOM_CHANNELS,
         class_map: dict[int, str] | None = None,
         task: str = "multiclass",
         *,

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
@@ -198,8 +199,6 @@ class StabilityRecorder(pl.Callback):
 def flatten(config: str | Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config -> ``{"data.batch_size": "16", ...}`` with MLflow-sized values."""
     if isinstance(config, str):
-        import json
-
         config = json.loads(config)
     flat: dict[str, str] = {}
     for key, value in config.items():

@@ -16,13 +16,9 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from datamodules.inference import predict_volume
-from lightning_modules.losses import build_loss
+from lightning_modules.losses import WEIGHTINGS, LossWeighting, build_loss
 from lightning_modules.metrics import METRICS, case_metrics, dice_per_class
 from lightning_modules.networks import build_network
-
-# Weightings that need what only the data module knows.
-FREQUENCY_WEIGHTINGS = ("median",)
-DISTANCE_WEIGHTINGS = ("dtm", "dpt")
 
 
 class SegmentationModule(pl.LightningModule):
@@ -94,8 +90,12 @@ class SegmentationModule(pl.LightningModule):
         self.test_results: pd.DataFrame | None = None
         self.test_example: dict[str, Any] | None = None
 
+    def _weighting(self) -> type[LossWeighting]:
+        # An unknown name is reported by build_loss, with the known ones.
+        return WEIGHTINGS.get(self.loss_weighting, LossWeighting)
+
     def _needs_class_frequencies(self) -> bool:
-        return self.loss_weighting in FREQUENCY_WEIGHTINGS and (
+        return self._weighting().needs_class_frequencies and (
             "class_frequencies" not in self.loss_options
         )
 
@@ -115,7 +115,7 @@ class SegmentationModule(pl.LightningModule):
                 class_frequencies=data.class_frequencies,
                 **self.loss_options,
             )
-        needs_distance = self.loss_weighting in DISTANCE_WEIGHTINGS
+        needs_distance = self._weighting().needs_distance
         if (
             needs_distance
             and stage in ("fit", "validate")

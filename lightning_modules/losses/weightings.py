@@ -47,6 +47,10 @@ class LossWeighting(nn.Module):
     """Base class: ``forward(batch, base)`` returns the ``Weights`` of a batch."""
 
     name: ClassVar[str] = "none"
+    # What only the data module can provide: the training set's class frequencies
+    # (given once, at construction) or per-batch distance maps.
+    needs_class_frequencies: ClassVar[bool] = False
+    needs_distance: ClassVar[bool] = False
 
     def forward(self, batch: LossBatch, base: LossBase) -> Weights:
         return Weights()
@@ -108,6 +112,7 @@ class MedianFrequencyWeighting(LossWeighting):
     """
 
     name = "median"
+    needs_class_frequencies = True
 
     def __init__(self, *, class_frequencies: Sequence[float] | None = None) -> None:
         super().__init__()
@@ -203,6 +208,7 @@ class DistanceTransformWeighting(LossWeighting):
     """
 
     name = "dtm"
+    needs_distance = True
 
     def __init__(self, *, sigma: float = 5.0, boundary_weight: float = 10.0) -> None:
         super().__init__()
@@ -249,6 +255,7 @@ class DistancePenaltyWeighting(LossWeighting):
     """
 
     name = "dpt"
+    needs_distance = True
 
     def forward(self, batch: LossBatch, base: LossBase) -> Weights:
         return Weights(voxels=1 + distance_penalty(_require_distance(batch, self.name)))
