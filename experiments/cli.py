@@ -116,9 +116,20 @@ class VersasegCLI(LightningCLI):
     # Validate the manifest before Lightning starts (and before an MLflow run exists).
     def before_fit(self) -> None:
         self.datamodule.load("fit")
+        self._check_model_data()
 
     def before_validate(self) -> None:
         self.datamodule.load("validate")
+        self._check_model_data()
+
+    def _check_model_data(self) -> None:
+        """Config mismatches between model and data, reported before any run starts."""
+        check = getattr(self.model, "check_data", None)
+        if check is not None:
+            try:
+                check(self.datamodule)
+            except ValueError as error:
+                raise ConfigError(f"invalid configuration: {error}") from error
 
     def before_test(self) -> None:
         self.datamodule.load("test")

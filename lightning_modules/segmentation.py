@@ -115,12 +115,15 @@ class SegmentationModule(pl.LightningModule):
                 class_frequencies=data.class_frequencies,
                 **self.loss_options,
             )
-        needs_distance = self._weighting().needs_distance
-        if (
-            needs_distance
-            and stage in ("fit", "validate")
-            and not getattr(data, "distance_maps", False)
-        ):
+        if stage in ("fit", "validate"):
+            self.check_data(data)
+
+    def check_data(self, data: Any) -> None:
+        """Raise a ValueError when the data module cannot feed this module's loss.
+
+        The CLI calls it before training starts; ``setup`` again for API users.
+        """
+        if self._weighting().needs_distance and not getattr(data, "distance_maps", False):
             raise ValueError(
                 f"loss weighting {self.loss_weighting!r} needs distance maps: set "
                 "data.distance_maps: true"

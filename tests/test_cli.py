@@ -271,3 +271,13 @@ def test_ui_serves_the_runs_on_localhost(in_tmp, phantom_manifest):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_loss_needing_distance_maps_is_a_clear_config_error(in_tmp, phantom_manifest, capsys):
+    status = fit(phantom_manifest, "--model.init_args.loss_weighting", "dpt")
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "needs distance maps: set data.distance_maps: true" in error
+    assert "Traceback" not in error
+    client = mlflow.MlflowClient(default_tracking_uri())
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
