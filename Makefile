@@ -13,7 +13,7 @@ JOBS ?= 1
 DATA_DEPS := $(if $(filter $(PHANTOM)/manifest.csv,$(DATA)),$(PHANTOM)/manifest.csv)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint demo ablation-losses ui clean
+.PHONY: help install test lint demo ablation-losses ablation-skips ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ $(PHANTOM)/manifest.csv: | install
 
 ablation-losses: install $(DATA_DEPS) ## the loss study: 5 tasks x 12 losses, then ranked tables (DATA=, PROFILE=, JOBS=)
 	$(BIN)/versaseg ablate experiments/ablations/losses.yaml --profile $(PROFILE) \
+		--data $(DATA) --jobs $(JOBS)
+
+ablation-skips: install $(DATA_DEPS) ## skip connections under weak labels: 4 networks x 6 label conditions (DATA=, PROFILE=, JOBS=)
+	$(BIN)/versaseg ablate experiments/ablations/skips.yaml --profile $(PROFILE) \
 		--data $(DATA) --jobs $(JOBS)
 
 demo: install $(DATA_DEPS) ## train + test the baseline U-Net once (PROFILE=quick), print a Dice table

@@ -4,10 +4,15 @@ Manifest CSV -> validated subject records -> ``tio.SubjectsDataset`` per split.
 Training draws patches through ``tio.Queue`` (label-aware or uniform sampler);
 validation, test and prediction yield whole volumes, which the LightningModule
 segments patch by patch with ``datamodules.inference.predict_volume``.
+
+With ``weak_labels``, training subjects carry a simulated weak label and its
+mask (``datamodules.weak_labels``) in place of their label; validation and test
+always keep the clean truth.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +36,7 @@ from datamodules.phantom import CHANNELS as PHANTOM_CHANNELS
 from datamodules.phantom import CLASS_NAMES as PHANTOM_CLASSES
 from datamodules.tasks import Task, parse_task
 from datamodules.transforms import Augmentation, subject_transform
+from datamodules.weak_labels import label_dice, parse_mode, simulate_weak_label
 
 # The defaults are the embedded phantom's, so a bare BrainDataModule reads it.
 DEFAULT_CLASS_MAP = dict(PHANTOM_CLASSES)
@@ -67,6 +73,12 @@ class BrainDataModule(pl.LightningDataModule):
             for the distance-weighted losses; computed once per subject.
         cache_subjects: keep the decoded volumes of each split in memory instead
             of reading the NIfTI files every epoch (memory: all volumes of a split).
+        weak_labels: weak-label modes (``datamodules.weak_labels.parse_mode`` specs,
+            e.g. ``["sparse:4"]`` or ``["noisy:severe"]``) applied in order to each
+            training label; batches then carry ``mask`` (1 = labelled) and patches are
+            centred on labelled voxels only. ``None`` trains on the full labels.
+        weak_label_seed: seed of the weak labels; each subject's draw depends on it
+            and on the subject's name only, not on the split or the order.
 
     Example:
         >>> data = BrainDataModule("data/phantom/manifest.csv", task="binary:vessels")
@@ -95,6 +107,8 @@ class BrainDataModule(pl.LightningDataModule):
         split_seed: int = 0,
         distance_maps: bool = False,
         cache_subjects: bool = False,
+        weak_labels: Sequence[str | dict[str, Any]] | None = None,
+        weak_label_seed: int = 0,
     ) -> None:
         super().__init__()
         self.manifest = Path(manifest)
@@ -115,11 +129,15 @@ class BrainDataModule(pl.LightningDataModule):
         self.split_seed = split_seed
         self.distance_maps = distance_maps
         self.cache_subjects = cache_subjects
+        self.weak_labels = list(weak_labels or [])
+        self.weak_label_seed = weak_label_seed
         self._check_options()
         self.records: dict[str, list[SubjectRecord]] = {}
         self.fingerprint: str | None = None
         self._labelled = False
         self._class_frequencies: tuple[float, ...] | None = None
+        self._weak: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.weak_label_quality: dict[str, float] = {}
 
     # ------------------------------------------------------------------ linked
     @property
@@ -157,6 +175,9 @@ class BrainDataModule(pl.LightningDataModule):
         self.records = {"predict": records}
         if needs_label:
             self.records.update(self._split(records))
+            self._class_frequencies = None
+            if self.weak_labels:
+                self._simulate_weak_labels()
 
     def setup(self, stage: str) -> None:
         """Build the subject datasets of ``stage`` (Lightning hook)."""
@@ -193,6 +214,44 @@ class BrainDataModule(pl.LightningDataModule):
             "train": shuffled[n_test + n_val :],
         }
 
+    def _simulate_weak_labels(self) -> None:
+        """Draw each training subject's weak label once and measure it against the truth.
+
+        ``weak_label_quality`` holds the mean over training subjects of each
+        structure's Dice on labelled voxels and of the labelled fraction, so
+        that every run records how weak its supervision was.
+
+        Raises:
+            ManifestError: naming the subject and file a mode cannot apply to.
+        """
+        self._weak.clear()
+        scores = []
+        names = dict(enumerate(self.task.class_names))
+        for record in self.records["train"]:
+            truth = read_label(record)
+            # Seeded by name, so a subject's weak label is the same in every split.
+            seed = (self.weak_label_seed << 32) + zlib.crc32(record.subject.encode())
+            try:
+                weak, mask = simulate_weak_label(truth, self.weak_labels, seed=seed)
+            except ValueError as error:
+                raise ManifestError(
+                    f"Manifest '{self.manifest}': subject '{record.subject}', file "
+                    f"'{record.label}': weak labels {self.weak_labels} do not apply: {error}"
+                ) from error
+            self._weak[record.subject] = (weak, mask)
+            scores.append(
+                label_dice(
+                    self.task.index_volume(weak),
+                    self.task.index_volume(truth),
+                    mask=mask,
+                    num_classes=self.num_classes,
+                    class_names=names,
+                )
+            )
+        self.weak_label_quality = {
+            key: float(np.nanmean([score[key] for score in scores])) for key in scores[0]
+        }
+
     def subjects_dataset(self, split: str, *, augment: bool = False) -> tio.SubjectsDataset:
         """The ``tio.SubjectsDataset`` of a split, with preprocessing (and augmentation)."""
         records = self.records.get(split, [])
@@ -207,6 +266,9 @@ class BrainDataModule(pl.LightningDataModule):
             has_label=has_label,
         )
         subjects = [to_subject(r) for r in records]
+        if split == "train" and self.weak_labels:
+            for subject in subjects:
+                self._attach_weak_label(subject)
         if self.cache_subjects:
             # Decoded once, kept in memory: every epoch then skips the NIfTI reads.
             for subject in subjects:
@@ -220,18 +282,38 @@ class BrainDataModule(pl.LightningDataModule):
                 )
         return tio.SubjectsDataset(subjects, transform=transform)
 
+    def _attach_weak_label(self, subject: tio.Subject) -> None:
+        """Swap the subject's label for its weak label; add its ``mask`` and ``sampling`` maps.
+
+        ``sampling`` is the class index + 1 on labelled voxels and 0 elsewhere, so
+        that the label sampler centres patches on labelled voxels only.
+        """
+        weak, mask = self._weak[subject["subject"]]
+        affine = subject["label"].affine
+        subject.remove_image("label")
+        subject.add_image(tio.LabelMap(tensor=weak[np.newaxis], affine=affine), "label")
+        subject.add_image(tio.LabelMap(tensor=mask[np.newaxis], affine=affine), "mask")
+        sampling = np.where(mask > 0, self.task.index_volume(weak) + 1, 0).astype(np.uint8)
+        subject.add_image(tio.LabelMap(tensor=sampling[np.newaxis], affine=affine), "sampling")
+
     @property
     def class_frequencies(self) -> tuple[float, ...]:
-        """Share of training voxels in each class (background first), read once."""
+        """Share of training voxels in each class (background first), read once.
+
+        With weak labels, the share among labelled voxels of the weak labels: a
+        weakly supervised run never sees the truth of its training subjects.
+        """
         if self._class_frequencies is None:
             counts = torch.zeros(self.num_classes, dtype=torch.float64)
-            lookup = self.task.to_index
             for record in self.records.get("train", []):
-                values, numbers = np.unique(
-                    np.asarray(nib.load(record.label).dataobj), return_counts=True
-                )
-                for value, number in zip(values, numbers, strict=True):
-                    counts[lookup[int(value)]] += float(number)
+                if record.subject in self._weak:
+                    weak, mask = self._weak[record.subject]
+                    indices = self.task.index_volume(weak)[mask > 0]
+                else:
+                    indices = self.task.index_volume(read_label(record))
+                counts += torch.bincount(
+                    torch.from_numpy(indices.ravel()), minlength=self.num_classes
+                ).double()
             if counts.sum() == 0:
                 raise ValueError(
                     "class_frequencies needs training subjects; call load('fit') first"
@@ -273,6 +355,12 @@ class BrainDataModule(pl.LightningDataModule):
 
     def _patch_sampler(self) -> tio.sampler.PatchSampler:
         patch = (*self.patch_size, 1) if self.spatial_dims == 2 else self.patch_size
+        if self.weak_labels:
+            # Patches centred on unlabelled voxels would carry little or no loss.
+            if self.sampler == "uniform":
+                return tio.WeightedSampler(patch, "mask")
+            shifted = {index + 1: p for index, p in self._label_probabilities().items()}
+            return tio.LabelSampler(patch, "sampling", shifted)
         if self.sampler == "uniform":
             return tio.UniformSampler(patch)
         return tio.LabelSampler(patch, "label", self._label_probabilities())
@@ -293,7 +381,8 @@ class BrainDataModule(pl.LightningDataModule):
     def collate_patches(self, patches: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Stack TorchIO patches into ``image (B, C, *spatial)``, ``label (B, *spatial)``.
 
-        With distance maps, also ``distance (B, K, *spatial)``.
+        With distance maps, also ``distance (B, K, *spatial)``; with weak labels,
+        ``mask (B, *spatial)`` (1 = labelled).
         """
         batch = {
             "image": torch.stack([self._image(patch) for patch in patches]),
@@ -301,6 +390,8 @@ class BrainDataModule(pl.LightningDataModule):
         }
         if "distance" in patches[0]:
             batch["distance"] = torch.stack([patch["distance"][tio.DATA] for patch in patches])
+        if "mask" in patches[0]:
+            batch["mask"] = torch.stack([patch["mask"][tio.DATA][0] for patch in patches]).float()
         if self.spatial_dims == 2:
             batch = {key: value.squeeze(-1) for key, value in batch.items()}
         return batch
@@ -364,6 +455,19 @@ class BrainDataModule(pl.LightningDataModule):
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.label_probabilities is not None:
             self._label_probabilities()
+        for spec in self.weak_labels:
+            parse_mode(spec)  # raises a ValueError naming the bad spec
+        if self.weak_labels and self.distance_maps:
+            raise ValueError(
+                "distance_maps and weak_labels cannot be combined: the distance maps would be "
+                "computed from the clean truth, which weakly supervised training must not see"
+            )
+
+
+def read_label(record: SubjectRecord) -> np.ndarray:
+    """The label volume of a record, ``(x, y, z)`` in file label values."""
+    labels = np.asarray(nib.load(record.label).dataobj)
+    return labels.reshape(labels.shape[:3])
 
 
 def to_subject(record: SubjectRecord) -> tio.Subject:

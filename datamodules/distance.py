@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from datamodules.tasks import index_volume
+
 
 def signed_distance_maps(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Per class, the signed Euclidean distance (voxels) to the structure's boundary.
@@ -69,13 +71,9 @@ def distance_maps_for(
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
-    labels = np.asarray(nib.load(path).dataobj).astype(np.int64)
-    labels = labels.reshape(labels.shape[:3])
-    lookup = np.zeros(labels.max() + 1, dtype=np.int64)
-    for value, index in to_index.items():
-        if value < len(lookup):
-            lookup[value] = index
-    maps = torch.from_numpy(signed_distance_maps(lookup[labels], num_classes))
+    labels = np.asarray(nib.load(path).dataobj)
+    labels = index_volume(labels.reshape(labels.shape[:3]), to_index)
+    maps = torch.from_numpy(signed_distance_maps(labels, num_classes))
     _cache[key] = maps
     while sum(t.nbytes for t in _cache.values()) > CACHE_BYTES and len(_cache) > 1:
         _cache.popitem(last=False)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral
 
+import numpy as np
+
 BACKGROUND = "background"
 
 
@@ -40,6 +42,22 @@ class Task:
     def structures(self) -> tuple[str, ...]:
         """The foreground class names (metric names use these)."""
         return self.class_names[1:]
+
+    def index_volume(self, labels: np.ndarray) -> np.ndarray:
+        """Class indices (``int64``) of a label volume written in file label values.
+
+        Values outside the class map (which manifest validation rejects) become 0.
+        """
+        return index_volume(labels, self.to_index)
+
+
+def index_volume(labels: np.ndarray, to_index: Mapping[int, int]) -> np.ndarray:
+    """Class indices (``int64``) of ``labels`` under ``to_index``; unmapped values are 0."""
+    labels = np.asarray(labels).astype(np.int64)
+    lookup = np.zeros(max(int(labels.max(initial=0)), *to_index) + 1, dtype=np.int64)
+    for value, index in to_index.items():
+        lookup[value] = index
+    return lookup[labels]
 
 
 def parse_task(task: str, class_map: Mapping[int, str]) -> Task:

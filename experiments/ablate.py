@@ -45,6 +45,10 @@ from experiments.tracking import default_tracking_uri
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED_KEYS = ("name", "config", "grid")
+# `tables:` keys: the axes that make a row label, the axis that holds the task
+# (binary tasks rank together), the axis whose entries become column groups
+# instead of the task, and the column groups plotted against labelled fraction.
+TABLE_KEYS = ("rows", "task", "columns", "sparsity")
 
 
 class AblationError(ValueError):
@@ -117,6 +121,7 @@ def load_ablation(path: str | Path) -> Ablation:
     seeds = content.get("seeds", [42])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
         raise AblationError(f"ablation file {path}: `seeds` must be a list of integers")
+    _check_tables(path, dict(content.get("tables") or {}), grid)
     return Ablation(
         name=str(content["name"]),
         experiment=str(content.get("experiment", content["name"])),
@@ -127,6 +132,30 @@ def load_ablation(path: str | Path) -> Ablation:
         tables=dict(content.get("tables") or {}),
         source=path,
     )
+
+
+def _check_tables(path: Path, tables: dict[str, Any], grid: Mapping[str, Any]) -> None:
+    """Raise an AblationError for a `tables:` key or axis the file does not define."""
+    unknown = sorted(set(tables) - set(TABLE_KEYS))
+    if unknown:
+        raise AblationError(
+            f"ablation file {path}: unknown `tables` key(s) {unknown}; known: {list(TABLE_KEYS)}"
+        )
+    axes = [*tables.get("rows", []), *[tables[k] for k in ("task", "columns") if k in tables]]
+    missing = [axis for axis in axes if axis not in grid]
+    if missing:
+        raise AblationError(
+            f"ablation file {path}: `tables` names axes {missing} that the grid lacks; "
+            f"the grid has {list(grid)}"
+        )
+    if "sparsity" in tables:
+        entries = grid.get(tables.get("columns"), {})
+        bad = [entry for entry in tables["sparsity"] if entry not in entries]
+        if not entries or bad:
+            raise AblationError(
+                f"ablation file {path}: `tables.sparsity` must list entries of the "
+                f"`tables.columns` axis; {bad or tables['sparsity']} are not"
+            )
 
 
 def expand(ablation: Ablation, *, seeds: Sequence[int] | None = None) -> list[Variant]:
@@ -522,35 +551,54 @@ def format_duration(seconds: float) -> str:
 # ------------------------------------------------------------------ tables
 def row_label(ablation: Ablation, variant: Variant) -> str:
     """The table row of a variant: its values on the ``tables.rows`` axes (``ce+dtm``)."""
-    axes = ablation.tables.get("rows") or [a for a in ablation.grid if a != task_axis(ablation)]
+    grouping = {ablation.tables.get("task"), ablation.tables.get("columns")}
+    axes = ablation.tables.get("rows") or [a for a in ablation.grid if a not in grouping]
     return "+".join(variant.axes[axis] for axis in axes)
 
 
-def task_axis(ablation: Ablation) -> str | None:
-    """The grid axis that holds the task, if the file names one."""
-    return ablation.tables.get("task")
+def column_group(ablation: Ablation, variant: Variant, run: mlflow.entities.Run) -> str:
+    """The table column group of a run: its ``tables.columns`` entry, else its task."""
+    axis = ablation.tables.get("columns")
+    return variant.axes[axis] if axis else run.data.params.get("data.task", "multiclass")
 
 
-def collect_results(runner: AblationRunner) -> tuple[Any, Any, Any]:
-    """Per-case metrics, stability and per-epoch curves of the finished runs.
+@dataclass
+class AblationResults:
+    """What the tables are made of, as long frames for ``experiments.tables``.
+
+    ``results``: per-case metrics; ``stability``: one row of ``stability/*`` per
+    run; ``curves``: validation Dice and training loss per epoch; ``supervision``:
+    one row of ``weak_label/*`` per run; ``complexity``: one row of network
+    parameters and multiply-adds per run. Each carries ``variant`` and ``task``
+    (the column group).
+    """
+
+    results: Any
+    stability: Any
+    curves: Any
+    supervision: Any
+    complexity: Any
+
+
+def collect_results(runner: AblationRunner) -> AblationResults:
+    """Per-case metrics, stability, curves and run facts of the finished runs.
 
     Only runs whose config hash belongs to the grid (this profile and data)
     count. With several seeds, per-case values and curves are averaged over the
     seeds of a variant, and stability is averaged over its runs.
-
-    Returns:
-        ``(results, stability, curves)`` as long frames for ``experiments.tables``.
     """
     import pandas as pd
 
     from experiments.stability import PREFIX
+    from experiments.tables import SUPERVISION_PREFIX
+    from experiments.tracking import COMPLEXITY
 
     # One download per run: MLflow's progress bars would bury the tables.
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     from experiments.tables import per_case_long
 
     finished = runner.finished_runs()
-    per_case, stability, curves = [], [], []
+    per_case, stability, curves, supervision, complexity = [], [], [], [], []
     with tempfile.TemporaryDirectory() as folder:
         for variant in runner.variants:
             run = finished.get(variant.config_hash)
@@ -559,14 +607,19 @@ def collect_results(runner: AblationRunner) -> tuple[Any, Any, Any]:
             run_id = run.info.run_id
             keys = {
                 "variant": row_label(runner.ablation, variant),
-                "task": run.data.params.get("data.task", "multiclass"),
+                "task": column_group(runner.ablation, variant, run),
             }
+            metrics = run.data.metrics
             local = runner.client.download_artifacts(
                 run_id, "metrics/per_case_metrics.csv", f"{folder}/{run_id}"
             )
             per_case.append(per_case_long(pd.read_csv(local), **keys))
-            stability.append(
-                {**keys, **{k: v for k, v in run.data.metrics.items() if k.startswith(PREFIX)}}
+            stability.append({**keys, **{k: v for k, v in metrics.items() if k.startswith(PREFIX)}})
+            supervision.append(
+                {**keys, **{k: v for k, v in metrics.items() if k.startswith(SUPERVISION_PREFIX)}}
+            )
+            complexity.append(
+                {**keys, **{k: metrics.get(f"model/{k}", float("nan")) for k in COMPLEXITY}}
             )
             # Both curves are logged once per epoch; pair them by epoch, not by step.
             val_dice = history(runner.client, run_id, "val/dice_mean")
@@ -586,7 +639,13 @@ def collect_results(runner: AblationRunner) -> tuple[Any, Any, Any]:
     curves = pd.DataFrame(curves)
     if not curves.empty:
         curves = curves.groupby(["variant", "task", "epoch"], sort=False, as_index=False).mean()
-    return results, pd.DataFrame(stability), curves
+    return AblationResults(
+        results,
+        pd.DataFrame(stability),
+        curves,
+        pd.DataFrame(supervision),
+        pd.DataFrame(complexity),
+    )
 
 
 def history(client: mlflow.MlflowClient, run_id: str, metric: str) -> list[float]:
@@ -599,14 +658,28 @@ def history(client: mlflow.MlflowClient, run_id: str, metric: str) -> list[float
 def write_reports(runner: AblationRunner) -> Path:
     """Tables from the finished runs -> ``runner.reports``, logged on the parent run."""
     from experiments.tables import write_tables
+    from experiments.tracking import COMPLEXITY
 
-    results, stability, curves = collect_results(runner)
+    collected = collect_results(runner)
+
+    def present(frame: Any) -> Any:
+        """The frame, or None when it holds nothing beyond ``variant`` and ``task``."""
+        values = frame.drop(columns=["variant", "task"], errors="ignore")
+        return None if values.dropna(how="all", axis=1).empty else frame
+
+    complexity = present(collected.complexity)
+    if complexity is not None and complexity[list(COMPLEXITY)].nunique().max() < 2:
+        complexity = None  # every variant trains the same network: nothing to compare
+
     paths = write_tables(
-        results,
-        stability if not stability.empty else None,
+        collected.results,
+        present(collected.stability),
         runner.reports,
         title=f"Ablation {runner.ablation.name} (profile {runner.profile})",
-        curves=curves if not curves.empty else None,
+        curves=present(collected.curves),
+        supervision=present(collected.supervision),
+        complexity=complexity,
+        sparsity=runner.ablation.tables.get("sparsity"),
     )
     parent = runner.find_parent()
     if parent is not None:

@@ -8,12 +8,16 @@ Usage::
     versaseg test --config ... --ckpt_path CKPT
     versaseg predict --config ... --ckpt_path CKPT --data.manifest CSV
     versaseg ui [--port 5000]
+    versaseg feature-maps compare RUN_A RUN_B --layer NAME [--epoch N] [--out PNG]
 
 ``--profile`` (default ``quick``) inserts ``experiments/configs/profiles/<name>.yaml``
 right after the first ``--config``, so the base config sets the method, the
 profile its size and budget, and later configs and flags override both.
-Problems with the data or the config end in one ``versaseg: error:`` message and
-exit status 2; ``--traceback`` shows the full Python traceback instead.
+Every fit logs feature-map snapshots (``--feature_maps.every_n_epochs``,
+``--feature_maps.layers``, ``--feature_maps.enabled false``; see
+``lightning_modules.feature_maps``). Problems with the data or the config end in
+one ``versaseg: error:`` message and exit status 2; ``--traceback`` shows the
+full Python traceback instead.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from datamodules.brain import BrainDataModule
 from datamodules.manifest import ManifestError
 from datamodules.phantom import write_phantom
 from experiments.ablate import AblationError
+from experiments.feature_maps import FeatureMapError, feature_maps_main
 from experiments.profiles import DEFAULT_PROFILE, UnknownProfileError, profile_path
 from experiments.tracking import (
     ConfigRecorder,
@@ -47,6 +52,7 @@ from experiments.tracking import (
     run_location,
 )
 from lightning_modules.callbacks import NiftiPredictionWriter
+from lightning_modules.feature_maps import FeatureMapSnapshots
 from lightning_modules.metrics import METRICS
 
 
@@ -92,6 +98,7 @@ class VersasegCLI(LightningCLI):
         parser.add_lightning_class_args(RunRecorder, "run_recorder")
         parser.add_lightning_class_args(StabilityRecorder, "stability_recorder")
         parser.add_lightning_class_args(NiftiPredictionWriter, "prediction_writer")
+        parser.add_lightning_class_args(FeatureMapSnapshots, "feature_maps")
         parser.add_argument(
             "--profile",
             type=str | None,
@@ -123,13 +130,16 @@ class VersasegCLI(LightningCLI):
         self._check_model_data()
 
     def _check_model_data(self) -> None:
-        """Config mismatches between model and data, reported before any run starts."""
+        """Config mismatches (model and data, snapshot layers), reported before any run starts."""
         check = getattr(self.model, "check_data", None)
-        if check is not None:
-            try:
+        try:
+            if check is not None:
                 check(self.datamodule)
-            except ValueError as error:
-                raise ConfigError(f"invalid configuration: {error}") from error
+            for callback in self.trainer.callbacks:
+                if isinstance(callback, FeatureMapSnapshots):
+                    callback.check_model(self.model)  # layer names against the network
+        except ValueError as error:
+            raise ConfigError(f"invalid configuration: {error}") from error
 
     def before_test(self) -> None:
         self.datamodule.load("test")
@@ -310,7 +320,7 @@ def ablate_main(args: Sequence[str], *, train: bool = True) -> int:
     return 1 if failures else 0
 
 
-USAGE = """usage: versaseg {fit,validate,test,predict,phantom,ablate,tables,ui} ...
+USAGE = """usage: versaseg {fit,validate,test,predict,phantom,ablate,tables,ui,feature-maps} ...
 
   fit | validate | test | predict   LightningCLI over experiments/configs/*.yaml
                                     (versaseg fit --help for every option)
@@ -318,6 +328,7 @@ USAGE = """usage: versaseg {fit,validate,test,predict,phantom,ablate,tables,ui} 
   ablate                            run an ablation (experiments/ablations/*.yaml)
   tables                            an ablation's tables from its MLflow runs
   ui                                serve the MLflow UI of ./mlruns on 127.0.0.1
+  feature-maps compare              one layer's feature maps of two runs, side by side
 """
 
 
@@ -343,6 +354,8 @@ def main(argv: Sequence[str] | None = None, *, report_errors: bool = True) -> in
             return ui_main(args[1:])
         elif args[0] in ("ablate", "tables"):
             return ablate_main(args[1:], train=args[0] == "ablate")
+        elif args[0] == "feature-maps":
+            feature_maps_main(args[1:])
         else:
             try:
                 VersasegCLI(apply_profile(args), exit_on_error=report_errors)
@@ -354,7 +367,7 @@ def main(argv: Sequence[str] | None = None, *, report_errors: bool = True) -> in
         # Lightning turns SIGTERM into this SystemExit without a code, which would exit 0.
         print("versaseg: stopped by SIGTERM", file=sys.stderr)
         return 128 + signal.SIGTERM
-    except (ManifestError, ConfigError, AblationError) as error:
+    except (ManifestError, ConfigError, AblationError, FeatureMapError) as error:
         if show_traceback or not report_errors:
             raise
         print(f"versaseg: error: {error}", file=sys.stderr)

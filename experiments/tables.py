@@ -10,7 +10,13 @@ that layout.
 - ``summary_table``: mean ± std per variant, task, class and metric, best marked;
 - ``rank_scores``: the rank score of Sugino et al. 2021 (Healthcare 9(8):938),
   pairwise Wilcoxon signed-rank tests as in the Medical Segmentation Decathlon;
+- ``supervision_table`` and ``complexity_table``: how weak each label condition's
+  training labels were, and each network's parameters and multiply-adds;
 - ``write_tables``: Markdown, CSV and LaTeX of all tables, plus PNG figures.
+
+The ``task`` column is the table's column group: the segmentation task in the
+loss study, the label condition (``full``, ``sparse_k4``, ...) in the
+skip-connection study. Ranks are computed per group.
 
 Rows keep the order in which variants, tasks, classes and metrics first appear
 in the input, so tables follow the ablation grid. Markdown and LaTeX are
@@ -503,6 +509,111 @@ def plot_val_curves(curves: pd.DataFrame, path: Path) -> Path:
     return Path(path)
 
 
+SUPERVISION_PREFIX = "weak_label/"
+
+
+def supervision_table(supervision: pd.DataFrame) -> pd.DataFrame:
+    """How weak the training labels of each column group were, averaged over its runs.
+
+    Args:
+        supervision: a ``task`` column (the group) and ``weak_label/*`` columns
+            (``experiments.tracking.RunRecorder``: ``labelled_fraction`` and the
+            per-structure Dice of the weak labels on labelled voxels); a group
+            trained on full labels has none of them and shows fraction and Dice 1.
+
+    Returns:
+        Index ``task``; columns ``labelled_fraction`` then ``dice_*`` in order of appearance.
+    """
+    columns = [c for c in supervision.columns if str(c).startswith(SUPERVISION_PREFIX)]
+    if "task" not in supervision.columns:
+        raise ValueError("supervision needs a 'task' column")
+    table = supervision.groupby("task", sort=False)[columns].mean()
+    table = table.rename(columns=lambda c: str(c).removeprefix(SUPERVISION_PREFIX))
+    first = ["labelled_fraction"] if "labelled_fraction" in table.columns else []
+    table = table[first + [c for c in table.columns if c not in first]]
+    # Groups whose runs logged no weak-label metrics trained on the full labels,
+    # which are their own truth: fraction 1, Dice 1.
+    full = table.isna().all(axis=1)
+    table.loc[full] = 1.0
+    return table
+
+
+def complexity_table(complexity: pd.DataFrame) -> pd.DataFrame:
+    """Parameters and multiply-adds per forward pass of each variant's network.
+
+    Args:
+        complexity: columns ``variant``, ``parameters`` and ``macs`` (one training
+            patch), one row per run; runs of one variant agree, the first is kept.
+
+    Returns:
+        Index ``variant``; columns ``parameters`` and ``macs`` (integers).
+    """
+    missing = {"variant", "parameters", "macs"} - set(complexity.columns)
+    if missing:
+        raise ValueError(f"complexity lacks column(s) {sorted(missing)}")
+    table = complexity.dropna(subset=["parameters", "macs"]).drop_duplicates("variant")
+    return table.set_index("variant")[["parameters", "macs"]].astype("int64")
+
+
+def _count(value: float) -> str:
+    """``1234567`` -> ``1.23 M``: counts as people read them in a table."""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f}"
+
+
+def dice_vs_labelled_figure(
+    results: pd.DataFrame, supervision: pd.DataFrame, groups: Sequence[str]
+) -> Figure:
+    """Test Dice against the labelled fraction of the training labels, a line per variant.
+
+    One panel for the mean over structures, then one per structure; points are
+    the column groups in ``groups`` (e.g. full and sparse label conditions) at
+    their labelled fraction, with the std over cases as error bars.
+    """
+    data = _validated(results)
+    fractions = supervision_table(supervision)["labelled_fraction"]
+    unknown = [g for g in groups if g not in fractions.index]
+    if unknown:
+        raise ValueError(f"groups {unknown} have no supervision rows; have {list(fractions.index)}")
+    dice = data[(data["metric"] == "dice") & data["task"].isin(groups)]
+    if dice.empty:
+        raise ValueError(f"results has no Dice values for groups {list(groups)}")
+    per_case_mean = (
+        dice.groupby(["variant", "task", "subject"], sort=False)["value"].mean().reset_index()
+    )
+    panels = [("mean over structures", per_case_mean)]
+    panels += [(c, dice[dice["class"] == c]) for c in pd.unique(dice["class"])]
+    variants = list(pd.unique(dice["variant"]))
+    colours = _variant_colours(variants)
+    figure = Figure(figsize=(3.4 * len(panels) + 1.8, 3.2), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for axis, (title, frame) in zip(axes, panels, strict=True):
+        stats = frame.groupby(["variant", "task"], sort=False)["value"].agg(["mean", "std"])
+        for variant in variants:
+            rows = stats.loc[variant].reindex(list(groups)).dropna(subset=["mean"])
+            x = fractions.loc[rows.index].to_numpy()
+            order = np.argsort(x)
+            axis.errorbar(
+                x[order],
+                rows["mean"].to_numpy()[order],
+                yerr=rows["std"].fillna(0).to_numpy()[order],
+                color=colours[variant],
+                marker="o",
+                capsize=2,
+                label=variant,
+            )
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("labelled fraction of training slices")
+        axis.set_ylabel("test Dice")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+    handles = [Patch(color=colours[v], label=v) for v in variants]
+    figure.legend(handles=handles, loc="outside right upper", frameon=False)
+    return figure
+
+
 # ------------------------------------------------------------------ write
 def stability_summary(stability: pd.DataFrame) -> pd.DataFrame:
     """Stability metrics per variant (and task), averaged over repeated runs (seeds).
@@ -530,6 +641,9 @@ def write_tables(
     *,
     title: str,
     curves: pd.DataFrame | None = None,
+    supervision: pd.DataFrame | None = None,
+    complexity: pd.DataFrame | None = None,
+    sparsity: Sequence[str] | None = None,
     decimals: int = 3,
     alpha: float = 0.05,
     lower_is_better: Iterable[str] = LOWER_IS_BETTER,
@@ -543,8 +657,13 @@ def write_tables(
     - ``ranking.{md,csv,tex}``: ``rank_scores``, one table per task group, and
       ``significance.csv``: the per class and metric scores behind them;
     - ``stability.{md,csv,tex}`` when ``stability`` is given (``stability_summary``);
-    - ``dice_boxplot.png`` (when there are Dice values) and ``val_curves.png``
-      when ``curves`` is given;
+    - ``supervision.{md,csv,tex}`` when ``supervision`` is given
+      (``supervision_table``), ``complexity.{md,csv,tex}`` when ``complexity``
+      is given (``complexity_table``);
+    - ``dice_boxplot.png`` (when there are Dice values), ``val_curves.png``
+      when ``curves`` is given, and ``dice_vs_labelled.png`` when ``sparsity``
+      names the column groups to plot against their labelled fraction
+      (``dice_vs_labelled_figure``, needs ``supervision``);
     - ``report.md``: the title and all Markdown tables, ready to print.
 
     Returns:
@@ -632,8 +751,47 @@ def write_tables(
             ),
         )
 
+    if supervision is not None:
+        table = supervision_table(supervision)
+        table.to_csv(out_dir / "supervision.csv")
+        paths["supervision.csv"] = out_dir / "supervision.csv"
+        supervision_md = (
+            "## Training labels\n\nShare of training voxels labelled, and each structure's "
+            "Dice of the weak labels against the truth on the labelled voxels (mean over "
+            f"training subjects).\n\n{format_markdown(table, decimals=decimals)}"
+        )
+        write("supervision.md", supervision_md)
+        sections.insert(0, supervision_md)
+        cells = table.map(lambda v: MISSING if math.isnan(v) else f"{v:.{decimals}f}")
+        cells.columns = [c.replace("_", " ") for c in cells.columns]
+        write(
+            "supervision.tex",
+            format_latex(cells, caption=f"{title}: training labels.", label="tab:supervision"),
+        )
+    if complexity is not None:
+        table = complexity_table(complexity)
+        table.to_csv(out_dir / "complexity.csv")
+        paths["complexity.csv"] = out_dir / "complexity.csv"
+        cells = table.map(_count).rename(columns={"macs": "multiply-adds"})
+        complexity_md = (
+            "## Network size\n\nParameters, and multiply-adds of one forward pass of a "
+            f"training patch.\n\n{format_markdown(cells)}"
+        )
+        write("complexity.md", complexity_md)
+        sections.append(complexity_md)
+        write(
+            "complexity.tex",
+            format_latex(cells, caption=f"{title}: network size.", label="tab:complexity"),
+        )
+
     if (summary["metric"] == "dice").any():
         paths["dice_boxplot.png"] = plot_dice_boxplot(results, out_dir / "dice_boxplot.png")
+    if sparsity:
+        if supervision is None:
+            raise ValueError("sparsity needs supervision: the labelled fraction of each group")
+        figure = dice_vs_labelled_figure(results, supervision, sparsity)
+        paths["dice_vs_labelled.png"] = out_dir / "dice_vs_labelled.png"
+        figure.savefig(paths["dice_vs_labelled.png"], dpi=120)
     if curves is not None:
         paths["val_curves.png"] = plot_val_curves(curves, out_dir / "val_curves.png")
     write("report.md", f"# {title}\n\n" + "\n".join(sections))

@@ -6,8 +6,10 @@
   ``KILLED`` status for interrupted runs.
 - ``ConfigRecorder``: logs the resolved config as params and as a YAML
   artifact, with tags for thread, git commit and manifest fingerprint.
-- ``RunRecorder``: keeps the error on a failed run, marks interrupts KILLED,
-  and logs the test outputs (per-case CSV, prediction PNG).
+- ``RunRecorder``: logs the network's size (``model/parameters``, ``model/macs``
+  of one training patch) and how weak the training labels are (``weak_label/*``),
+  keeps the error on a failed run, marks interrupts KILLED, and logs the test
+  outputs (per-case CSV, prediction PNG).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 LOCAL_STORE = Path("mlruns/mlflow.db")
 LOCAL_ARTIFACT_ROOT = Path("mlruns/artifacts")
 MAX_PARAM_LENGTH = 500
+# Network size metrics (``model/<name>``) every fit logs, for the ablation tables.
+COMPLEXITY = ("parameters", "macs")
 # Config entries that name files rather than settings: not params.
 NOT_PARAMS = ("ckpt_path", "config")
 
@@ -125,6 +129,25 @@ class ConfigRecorder(SaveConfigCallback):
 
 class RunRecorder(pl.Callback):
     """Keep what a run produced or why it stopped, as MLflow artifacts and tags."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.logger is None:
+            return
+        data = trainer.datamodule
+        metrics: dict[str, float] = {}
+        network = getattr(pl_module, "network", None)
+        patch_size = getattr(data, "patch_size", None)
+        if network is not None and patch_size is not None:
+            from lightning_modules.networks import model_complexity
+
+            size = model_complexity(network, (1, data.in_channels, *patch_size))
+            metrics |= {f"model/{name}": float(size[name]) for name in COMPLEXITY}
+        # Weakly supervised runs: each structure's Dice of the weak training labels
+        # against the truth, and the labelled fraction, so tables show the supervision.
+        quality = getattr(data, "weak_label_quality", None) or {}
+        metrics |= {f"weak_label/{key}": value for key, value in quality.items()}
+        if metrics:
+            trainer.logger.log_metrics(metrics, step=0)
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException

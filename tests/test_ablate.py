@@ -31,8 +31,10 @@ def write_ablation(folder: Path, grid: dict | None = None) -> Path:
         "seeds": [3],
         "overrides": {"model.init_args.loss": "ce", "model.init_args.loss_options": {}},
         "grid": grid or GRID,
-        "tables": {"rows": ["weighting"], "task": "task"},
     }
+    grid = study["grid"]
+    if "weighting" in grid and "task" in grid:
+        study["tables"] = {"rows": ["weighting"], "task": "task"}
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     return path
@@ -93,6 +95,29 @@ def test_bad_ablation_files_name_the_problem(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(AblationError, match=message):
         load_ablation(path)
+
+
+@pytest.mark.parametrize(
+    ("tables", "message"),
+    [
+        ({"rows": ["weighting"], "colour": "task"}, r"unknown `tables` key\(s\) \['colour'\]"),
+        ({"rows": ["loss"]}, r"names axes \['loss'\] that the grid lacks"),
+        ({"columns": "task", "sparsity": ["binary"]}, r"\['binary'\] are not"),
+        ({"sparsity": ["multiclass"]}, "entries of the `tables.columns` axis"),
+    ],
+)
+def test_bad_tables_settings_name_the_problem(tmp_path, tables, message):
+    path = write_ablation(tmp_path)
+    study = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**study, "tables": tables}))
+    with pytest.raises(AblationError, match=message):
+        load_ablation(path)
+
+
+def test_the_shipped_ablations_load():
+    for name, count in (("losses", 60), ("skips", 24)):
+        study = load_ablation(Path(__file__).parents[1] / f"experiments/ablations/{name}.yaml")
+        assert len(expand(study)) == count
 
 
 @pytest.mark.slow
@@ -197,3 +222,47 @@ def test_variants_can_train_side_by_side(in_tmp, phantom_manifest):
     assert sorted(r.data.tags["variant"] for r in runs) == ["inverse", "none"]
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert (in_tmp / "reports/tiny/logs/none.log").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_label_conditions_as_columns_tabulate_supervision_and_network_size(
+    in_tmp, phantom_manifest
+):
+    small = {"depth": 2, "base_channels": 4}
+    grid = {
+        "network": {
+            "fcn": {"model.init_args.network": "fcn", "model.init_args.network_options": small},
+            "unet": {"model.init_args.network": "unet", "model.init_args.network_options": small},
+        },
+        "labels": {
+            "full": {"data.weak_labels": None},
+            "sparse_k2": {"data.weak_labels": ["sparse:2"]},
+        },
+    }
+    study = write_ablation(in_tmp, grid)
+    content = yaml.safe_load(study.read_text())
+    content["tables"] = {
+        "rows": ["network"],
+        "columns": "labels",
+        "sparsity": ["full", "sparse_k2"],
+    }
+    study.write_text(yaml.safe_dump(content, sort_keys=False))
+    assert ablate(study, phantom_manifest) == 0
+
+    runs = {r.data.tags["variant"]: r for r in child_runs()}
+    sparse = runs["fcn-sparse_k2"].data.metrics
+    assert sparse["weak_label/labelled_fraction"] == pytest.approx(0.5)
+    assert sparse["weak_label/dice_vessels"] == 1.0
+    assert not any(key.startswith("weak_label/") for key in runs["fcn-full"].data.metrics)
+    assert runs["unet-full"].data.metrics["model/parameters"] > sparse["model/parameters"]
+
+    reports = in_tmp / "reports/tiny"
+    supervision = pd.read_csv(reports / "supervision.csv", index_col="task")
+    assert supervision.loc["sparse_k2", "labelled_fraction"] == pytest.approx(0.5)
+    assert supervision.loc["full", "labelled_fraction"] == 1.0
+    complexity = pd.read_csv(reports / "complexity.csv", index_col="variant")
+    assert complexity.loc["fcn", "macs"] == runs["fcn-full"].data.metrics["model/macs"]
+    summary = pd.read_csv(reports / "summary.csv")
+    assert set(summary["task"]) == {"full", "sparse_k2"}
+    assert set(summary["variant"]) == {"fcn", "unet"}
+    assert (reports / "dice_vs_labelled.png").stat().st_size > 0

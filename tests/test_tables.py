@@ -10,7 +10,9 @@ import pytest
 
 from experiments.tables import (
     COLUMNS,
+    complexity_table,
     dice_boxplot_figure,
+    dice_vs_labelled_figure,
     format_latex,
     format_markdown,
     latex_escape,
@@ -20,6 +22,7 @@ from experiments.tables import (
     significance_scores,
     summary_grid,
     summary_table,
+    supervision_table,
     val_curves_figure,
     write_tables,
 )
@@ -335,3 +338,114 @@ def test_val_curves_have_one_panel_per_task_and_a_line_per_variant(curves, tmp_p
     assert list(line.get_xdata()) == [1, 2, 3, 4]
     path = plot_val_curves(curves.sample(frac=1, random_state=0), tmp_path / "curves.png")
     assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+# ---------------------------------------------------------- label conditions
+@pytest.fixture
+def conditions() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-case Dice of networks N1 > N2 under three label conditions, and the runs'
+    weak-label metrics (the full condition logs none)."""
+    results = pd.concat(
+        [
+            cases(condition, structure, "dice", ordered("N1", "N2", "N3", step=shift))
+            for condition, shift in (("full", 0.1), ("sparse_k2", 0.05), ("noisy", 0.02))
+            for structure in ("cerebrum", "vessels")
+        ],
+        ignore_index=True,
+    )
+    supervision = pd.DataFrame(
+        [{"variant": v, "task": "full"} for v in ("N1", "N2", "N3")]
+        + [
+            {
+                "variant": v,
+                "task": "sparse_k2",
+                "weak_label/labelled_fraction": 0.5,
+                "weak_label/dice_cerebrum": 1.0,
+                "weak_label/dice_vessels": 1.0,
+            }
+            for v in ("N1", "N2", "N3")
+        ]
+        + [
+            {
+                "variant": v,
+                "task": "noisy",
+                "weak_label/labelled_fraction": 1.0,
+                "weak_label/dice_cerebrum": 0.9,
+                "weak_label/dice_vessels": dice,
+            }
+            for v, dice in (("N1", 0.5), ("N2", 0.7), ("N3", 0.6))
+        ]
+    )
+    return results, supervision
+
+
+def test_supervision_table_averages_runs_and_shows_full_labels_as_one(conditions):
+    _, supervision = conditions
+    table = supervision_table(supervision)
+    assert list(table.index) == ["full", "sparse_k2", "noisy"]
+    assert list(table.columns) == ["labelled_fraction", "dice_cerebrum", "dice_vessels"]
+    assert table.loc["full"].tolist() == [1.0, 1.0, 1.0]
+    assert table.loc["sparse_k2", "labelled_fraction"] == 0.5
+    assert table.loc["noisy", "dice_vessels"] == pytest.approx(0.6)
+
+
+def test_complexity_table_keeps_one_row_per_variant():
+    complexity = pd.DataFrame(
+        {
+            "variant": ["unet", "unet", "frrn"],
+            "task": ["full", "sparse", "full"],
+            "parameters": [482661.0, 482661.0, 483575.0],
+            "macs": [144.6e6, 144.6e6, 163.2e6],
+        }
+    )
+    table = complexity_table(complexity)
+    assert table.to_dict("index") == {
+        "unet": {"parameters": 482661, "macs": 144600000},
+        "frrn": {"parameters": 483575, "macs": 163200000},
+    }
+    with pytest.raises(ValueError, match="lacks column"):
+        complexity_table(complexity.drop(columns="macs"))
+
+
+def test_dice_vs_labelled_plots_each_network_at_its_conditions_fraction(conditions):
+    results, supervision = conditions
+    figure = dice_vs_labelled_figure(results, supervision, ["full", "sparse_k2"])
+    axes = figure.get_axes()
+    assert [axis.get_title() for axis in axes] == ["mean over structures", "cerebrum", "vessels"]
+    # One error-bar line per network, at fractions 0.5 and 1 (sorted), in the mean panel.
+    containers = axes[0].containers
+    assert len(containers) == 3
+    line = containers[0].lines[0]
+    assert list(line.get_xdata()) == [0.5, 1.0]
+    full_mean = results[(results.variant == "N1") & (results.task == "full")]["value"].mean()
+    assert line.get_ydata()[1] == pytest.approx(full_mean)
+    with pytest.raises(ValueError, match="no supervision rows"):
+        dice_vs_labelled_figure(results, supervision, ["sparse_k8"])
+
+
+def test_write_tables_adds_label_and_size_tables_and_the_sparsity_plot(conditions, tmp_path):
+    results, supervision = conditions
+    complexity = pd.DataFrame(
+        {"variant": ["N1", "N2", "N3"], "parameters": [1500, 2_500_000, 7], "macs": [1, 2, 3e9]}
+    )
+    paths = write_tables(
+        results,
+        None,
+        tmp_path,
+        title="Skips",
+        supervision=supervision,
+        complexity=complexity,
+        sparsity=["full", "sparse_k2"],
+    )
+    for name in ("supervision", "complexity"):
+        assert {f"{name}.md", f"{name}.csv", f"{name}.tex"} <= set(paths)
+    assert paths["dice_vs_labelled.png"].read_bytes()[:8] == PNG_MAGIC
+    report = paths["report.md"].read_text()
+    assert report.index("## Training labels") < report.index("## Summary")
+    assert "| noisy | 1.000 | 0.900 | 0.600 |" in report
+    assert "| N2 | 2.50 M | 2 |" in report and "| N3 | 7 | 3.00 G |" in report
+    # Ranks are per label condition: one ranking section each.
+    for condition in ("full", "sparse_k2", "noisy"):
+        assert f"### {condition}\n" in paths["ranking.md"].read_text()
+    with pytest.raises(ValueError, match="sparsity needs supervision"):
+        write_tables(results, None, tmp_path, title="t", sparsity=["full"])

@@ -32,6 +32,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from lightning_modules.networks.feature_layers import FeatureLayer
 from lightning_modules.networks.unet import (
     CONV,
     MAX_POOL,
@@ -287,3 +288,35 @@ class FRRN(nn.Module):
         if self.long_skips:
             streams.insert(0, skip)
         return self.head(self.merge(torch.cat(streams, dim=1)))
+
+    def feature_layers(self) -> dict[str, FeatureLayer]:
+        """Hook points by resolution level (0 = full), named as the U-Net's.
+
+        ``encoder_0`` is the stem, ``encoder_<level>`` the pooling stream leaving
+        each encoder stage; ``residual_stream`` the residual stream's final state
+        (what reaches the merge); ``decoder_<level>`` the pooling stream leaving
+        each decoder stage, and ``decoder_0`` the merge (the full-resolution
+        decoding). With long skips, ``skip_<level>`` is what the first unit of a
+        decoder stage receives, ``concat(skip, up-sampled)``, and ``skip_0`` the
+        merge's input, ``concat(stem, up-sampled pooling stream, residual stream)``.
+        """
+        layers = {"encoder_0": FeatureLayer(self.stem)}
+        layers |= {
+            f"encoder_{level}": FeatureLayer(stage[-1])
+            for level, stage in enumerate(self.encoder, start=1)
+        }
+        # Decoder stages run deepest first, level depth - 2 down to 1; the merge is level 0.
+        levels = range(self.depth - 2, 0, -1)
+        if self.long_skips:
+            layers |= {
+                f"skip_{level}": FeatureLayer(stage[0], reads_input=True)
+                for level, stage in zip(levels, self.decoder, strict=True)
+            }
+            layers["skip_0"] = FeatureLayer(self.merge, reads_input=True)
+        layers["residual_stream"] = FeatureLayer(self.residual_stream)
+        layers |= {
+            f"decoder_{level}": FeatureLayer(stage[-1])
+            for level, stage in zip(levels, self.decoder, strict=True)
+        }
+        layers["decoder_0"] = FeatureLayer(self.merge)
+        return layers

@@ -11,6 +11,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
+from lightning_modules.networks.feature_layers import FeatureLayer
+
 Norm = Literal["batch", "instance", "none"]
 
 # Layer classes by spatial_dims, shared by every network family in this package.
@@ -179,6 +181,29 @@ class UNet(nn.Module):
                 x = pad_to(x, skip.shape[2:])
             x = decoder(torch.cat([skip, x], dim=1) if self.long_skips else x)
         return self.head(x)
+
+    def feature_layers(self) -> dict[str, FeatureLayer]:
+        """Hook points by resolution level (0 = full): encoders, skips, decoders.
+
+        ``encoder_<level>`` is each encoder block's output (the deepest is the
+        bottleneck), ``decoder_<level>`` each decoder block's. ``skip_<level>``
+        (long skips only) is what the decoder block receives, ``concat(skip,
+        up-sampled)``: the skip half alone would repeat ``encoder_<level>``, while
+        the concatenation shows, by which channel indices carry the energy (the
+        first half is the skip's), how much the decoder is fed by each path.
+        """
+        depth = len(self.encoders)
+        layers = {
+            f"encoder_{level}": FeatureLayer(block) for level, block in enumerate(self.encoders)
+        }
+        # Decoder blocks run deepest first: level depth - 2 down to 0.
+        decoders = list(zip(range(depth - 2, -1, -1), self.decoders, strict=True))
+        if self.long_skips:
+            layers |= {
+                f"skip_{level}": FeatureLayer(block, reads_input=True) for level, block in decoders
+            }
+        layers |= {f"decoder_{level}": FeatureLayer(block) for level, block in decoders}
+        return layers
 
 
 def pad_to(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
