@@ -149,6 +149,9 @@ def test_tiny_ablation_runs_resumes_and_tabulates(in_tmp, phantom_manifest, caps
             expected = run.data.metrics[f"test/dice_{structure}"]
             assert cell["mean"].iloc[0] == pytest.approx(expected, abs=1e-6)
     report = (in_tmp / "reports/tiny/report.md").read_text()
+    # Every row trains the same network, and no run had weak labels.
+    assert not (in_tmp / "reports/tiny/complexity.csv").exists()
+    assert not (in_tmp / "reports/tiny/supervision.csv").exists()
 
     # Running again trains nothing and prints the same tables.
     assert ablate(study, phantom_manifest) == 0
