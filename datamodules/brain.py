@@ -22,6 +22,7 @@ import nibabel as nib
 import numpy as np
 import torch
 import torchio as tio
+from scipy import ndimage
 from torch.utils.data import DataLoader
 
 from datamodules.distance import distance_maps_for
@@ -36,7 +37,7 @@ from datamodules.phantom import CHANNELS as PHANTOM_CHANNELS
 from datamodules.phantom import CLASS_NAMES as PHANTOM_CLASSES
 from datamodules.tasks import Task, parse_task
 from datamodules.transforms import Augmentation, subject_transform
-from datamodules.weak_labels import label_dice, parse_mode, simulate_weak_label
+from datamodules.weak_labels import WeakLabelMode, label_dice, parse_mode, simulate_weak_label
 
 # The defaults are the embedded phantom's, so a bare BrainDataModule reads it.
 DEFAULT_CLASS_MAP = dict(PHANTOM_CLASSES)
@@ -76,9 +77,10 @@ class BrainDataModule(pl.LightningDataModule):
         weak_labels: weak-label modes (``datamodules.weak_labels.parse_mode`` specs,
             e.g. ``["sparse:4"]`` or ``["noisy:severe"]``) applied in order to each
             training label; batches then carry ``mask`` (1 = labelled) and patches are
-            centred on labelled voxels only. ``None`` trains on the full labels.
-        weak_label_seed: seed of the weak labels; each subject's draw depends on it
-            and on the subject's name only, not on the split or the order.
+            centred only where they hold labelled voxels. The weak labels of all
+            training subjects are kept in memory. ``None`` trains on the full labels.
+        weak_label_seed: seed of the weak labels (>= 0); each subject's draw depends
+            on it and on the subject's name only, not on the split or the order.
 
     Example:
         >>> data = BrainDataModule("data/phantom/manifest.csv", task="binary:vessels")
@@ -137,7 +139,7 @@ class BrainDataModule(pl.LightningDataModule):
         self._labelled = False
         self._class_frequencies: tuple[float, ...] | None = None
         self._weak: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.weak_label_quality: dict[str, float] = {}
+        self._weak_label_quality: dict[str, float] = {}
 
     # ------------------------------------------------------------------ linked
     @property
@@ -176,7 +178,10 @@ class BrainDataModule(pl.LightningDataModule):
         if needs_label:
             self.records.update(self._split(records))
             self._class_frequencies = None
-            if self.weak_labels:
+            self._weak.clear()
+            # Drawn now for training, so that a mode that cannot apply stops the
+            # run before it starts; other stages draw them only if asked.
+            if self.weak_labels and stage in ("fit", None):
                 self._simulate_weak_labels()
 
     def setup(self, stage: str) -> None:
@@ -214,15 +219,28 @@ class BrainDataModule(pl.LightningDataModule):
             "train": shuffled[n_test + n_val :],
         }
 
+    @property
+    def weak_label_quality(self) -> dict[str, float]:
+        """How weak the training labels are; empty without ``weak_labels``.
+
+        The mean over training subjects of each structure's Dice of the weak label
+        against the truth on labelled voxels (``dice_<structure>``, ``dice_mean``)
+        and of the labelled fraction (``labelled_fraction``), so that every run
+        records how weak its supervision was.
+        """
+        self._ensure_weak_labels()
+        return self._weak_label_quality
+
+    def _ensure_weak_labels(self) -> None:
+        if self.weak_labels and not self._weak and self.records.get("train"):
+            self._simulate_weak_labels()
+
     def _simulate_weak_labels(self) -> None:
         """Draw each training subject's weak label once and measure it against the truth.
 
-        ``weak_label_quality`` holds the mean over training subjects of each
-        structure's Dice on labelled voxels and of the labelled fraction, so
-        that every run records how weak its supervision was.
-
         Raises:
-            ManifestError: naming the subject and file a mode cannot apply to.
+            ManifestError: naming the subject and file a mode cannot apply to, or
+                whose weak label leaves no place to centre a training patch.
         """
         self._weak.clear()
         scores = []
@@ -238,6 +256,14 @@ class BrainDataModule(pl.LightningDataModule):
                     f"Manifest '{self.manifest}': subject '{record.subject}', file "
                     f"'{record.label}': weak labels {self.weak_labels} do not apply: {error}"
                 ) from error
+            if not self._sampling_map(weak, mask)[self._centre_region(mask.shape)].any():
+                raise ManifestError(
+                    f"Manifest '{self.manifest}': subject '{record.subject}', file "
+                    f"'{record.label}': weak labels {self.weak_labels} leave "
+                    f"{int(mask.sum())} labelled voxels, too few for any training patch of "
+                    f"size {list(self.patch_size)} (with the sampler's class probabilities) "
+                    "to hold one; label more slices or use a smaller patch"
+                )
             self._weak[record.subject] = (weak, mask)
             scores.append(
                 label_dice(
@@ -248,7 +274,7 @@ class BrainDataModule(pl.LightningDataModule):
                     class_names=names,
                 )
             )
-        self.weak_label_quality = {
+        self._weak_label_quality = {
             key: float(np.nanmean([score[key] for score in scores])) for key in scores[0]
         }
 
@@ -267,6 +293,7 @@ class BrainDataModule(pl.LightningDataModule):
         )
         subjects = [to_subject(r) for r in records]
         if split == "train" and self.weak_labels:
+            self._ensure_weak_labels()
             for subject in subjects:
                 self._attach_weak_label(subject)
         if self.cache_subjects:
@@ -283,18 +310,40 @@ class BrainDataModule(pl.LightningDataModule):
         return tio.SubjectsDataset(subjects, transform=transform)
 
     def _attach_weak_label(self, subject: tio.Subject) -> None:
-        """Swap the subject's label for its weak label; add its ``mask`` and ``sampling`` maps.
-
-        ``sampling`` is the class index + 1 on labelled voxels and 0 elsewhere, so
-        that the label sampler centres patches on labelled voxels only.
-        """
+        """Swap the subject's label for its weak label; add its ``mask`` and ``sampling`` maps."""
         weak, mask = self._weak[subject["subject"]]
         affine = subject["label"].affine
         subject.remove_image("label")
         subject.add_image(tio.LabelMap(tensor=weak[np.newaxis], affine=affine), "label")
         subject.add_image(tio.LabelMap(tensor=mask[np.newaxis], affine=affine), "mask")
-        sampling = np.where(mask > 0, self.task.index_volume(weak) + 1, 0).astype(np.uint8)
+        sampling = self._sampling_map(weak, mask)
         subject.add_image(tio.LabelMap(tensor=sampling[np.newaxis], affine=affine), "sampling")
+
+    def _sampling_map(self, weak: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Where training patches may be centred under weak labels (0: nowhere).
+
+        A centre is allowed where the patch around it holds a labelled voxel, so
+        no patch is all unlabelled. For the label sampler the map holds the class
+        index + 1 of a labelled centre (an unlabelled allowed centre counts as
+        background) and only classes with a sampling probability count; for the
+        uniform sampler it is 1 wherever a centre is allowed.
+        """
+        reachable = ndimage.maximum_filter(mask, size=self._patch_shape(), mode="constant") > 0
+        if self.sampler == "uniform":
+            return reachable.astype(np.uint8)
+        classes = np.where(mask > 0, self.task.index_volume(weak) + 1, 1)
+        wanted = [index + 1 for index, p in self._label_probabilities().items() if p > 0]
+        return np.where(reachable & np.isin(classes, wanted), classes, 0).astype(np.uint8)
+
+    def _patch_shape(self) -> tuple[int, ...]:
+        """The training patch in the volume's three axes (2D: one voxel thick)."""
+        return (*self.patch_size, 1) if self.spatial_dims == 2 else self.patch_size
+
+    def _centre_region(self, shape: Sequence[int]) -> tuple[slice, ...]:
+        """The voxels where a patch centre keeps the patch inside the volume (as TorchIO)."""
+        return tuple(
+            slice(p // 2, s - (p - 1) // 2) for p, s in zip(self._patch_shape(), shape, strict=True)
+        )
 
     @property
     def class_frequencies(self) -> tuple[float, ...]:
@@ -305,6 +354,7 @@ class BrainDataModule(pl.LightningDataModule):
         """
         if self._class_frequencies is None:
             counts = torch.zeros(self.num_classes, dtype=torch.float64)
+            self._ensure_weak_labels()
             for record in self.records.get("train", []):
                 if record.subject in self._weak:
                     weak, mask = self._weak[record.subject]
@@ -354,11 +404,11 @@ class BrainDataModule(pl.LightningDataModule):
         )
 
     def _patch_sampler(self) -> tio.sampler.PatchSampler:
-        patch = (*self.patch_size, 1) if self.spatial_dims == 2 else self.patch_size
+        patch = self._patch_shape()
         if self.weak_labels:
-            # Patches centred on unlabelled voxels would carry little or no loss.
+            # An all-unlabelled patch would carry no loss: see _sampling_map.
             if self.sampler == "uniform":
-                return tio.WeightedSampler(patch, "mask")
+                return tio.WeightedSampler(patch, "sampling")
             shifted = {index + 1: p for index, p in self._label_probabilities().items()}
             return tio.LabelSampler(patch, "sampling", shifted)
         if self.sampler == "uniform":
@@ -456,11 +506,25 @@ class BrainDataModule(pl.LightningDataModule):
         if self.label_probabilities is not None:
             self._label_probabilities()
         for spec in self.weak_labels:
-            parse_mode(spec)  # raises a ValueError naming the bad spec
+            self._check_vessel_label(parse_mode(spec))  # a bad spec raises a ValueError
+        seed = self.weak_label_seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"weak_label_seed must be an integer >= 0, got {seed!r}")
         if self.weak_labels and self.distance_maps:
             raise ValueError(
                 "distance_maps and weak_labels cannot be combined: the distance maps would be "
                 "computed from the clean truth, which weakly supervised training must not see"
+            )
+
+    def _check_vessel_label(self, mode: WeakLabelMode) -> None:
+        """The ``noisy`` mode drops thin segments of its ``vessel_label``: it must be vessels."""
+        vessel_label = getattr(mode, "vessel_label", None)
+        if vessel_label is not None and self.class_map.get(vessel_label) != "vessels":
+            raise ValueError(
+                f"weak-label mode {mode.name!r} drops thin segments of label {vessel_label}, "
+                f"which class_map names {self.class_map.get(vessel_label)!r}, not 'vessels'; "
+                "give the thin structure's label as vessel_label=<value> in the spec, or "
+                "vessel_label=none"
             )
 
 

@@ -568,7 +568,8 @@ class AblationResults:
 
     ``results``: per-case metrics; ``stability``: one row of ``stability/*`` per
     run; ``curves``: validation Dice and training loss per epoch; ``supervision``:
-    one row of ``weak_label/*`` per run; ``complexity``: one row of network
+    one row per run: ``weak_labels`` (whether it trained on weak labels) and its
+    ``weak_label/*``; ``complexity``: one row of network
     parameters and multiply-adds per run. Each carries ``variant`` and ``task``
     (the column group).
     """
@@ -615,8 +616,13 @@ def collect_results(runner: AblationRunner) -> AblationResults:
             )
             per_case.append(per_case_long(pd.read_csv(local), **keys))
             stability.append({**keys, **{k: v for k, v in metrics.items() if k.startswith(PREFIX)}})
+            weak = run.data.params.get("data.weak_labels", "None") not in ("None", "[]", "")
             supervision.append(
-                {**keys, **{k: v for k, v in metrics.items() if k.startswith(SUPERVISION_PREFIX)}}
+                {
+                    **keys,
+                    "weak_labels": weak,
+                    **{k: v for k, v in metrics.items() if k.startswith(SUPERVISION_PREFIX)},
+                }
             )
             complexity.append(
                 {**keys, **{k: metrics.get(f"model/{k}", float("nan")) for k in COMPLEXITY}}
@@ -681,7 +687,7 @@ def write_reports(runner: AblationRunner) -> Path:
         runner.reports,
         title=f"Ablation {runner.ablation.name} (profile {runner.profile})",
         curves=present(collected.curves),
-        supervision=present(collected.supervision),
+        supervision=collected.supervision if collected.supervision["weak_labels"].any() else None,
         complexity=complexity,
         sparsity=runner.ablation.tables.get("sparsity"),
     )

@@ -355,7 +355,7 @@ def main(argv: Sequence[str] | None = None, *, report_errors: bool = True) -> in
         elif args[0] in ("ablate", "tables"):
             return ablate_main(args[1:], train=args[0] == "ablate")
         elif args[0] == "feature-maps":
-            feature_maps_main(args[1:])
+            return feature_maps_main(args[1:])
         else:
             try:
                 VersasegCLI(apply_profile(args), exit_on_error=report_errors)

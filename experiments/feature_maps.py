@@ -203,7 +203,7 @@ def compare(
     return out
 
 
-def feature_maps_main(args: Sequence[str]) -> None:
+def feature_maps_main(args: Sequence[str]) -> int:
     """``versaseg feature-maps compare``: parse the arguments, draw, print the PNG's path."""
     parser = argparse.ArgumentParser(
         prog="versaseg feature-maps",
@@ -225,3 +225,4 @@ def feature_maps_main(args: Sequence[str]) -> None:
         options.run_a, options.run_b, layer=options.layer, epoch=options.epoch, out=options.out
     )
     print(path)
+    return 0

@@ -516,26 +516,26 @@ def supervision_table(supervision: pd.DataFrame) -> pd.DataFrame:
     """How weak the training labels of each column group were, averaged over its runs.
 
     Args:
-        supervision: a ``task`` column (the group) and ``weak_label/*`` columns
+        supervision: one row per run: ``task`` (the group), ``weak_labels`` (bool:
+            whether the run trained on weak labels) and ``weak_label/*`` columns
             (``experiments.tracking.RunRecorder``: ``labelled_fraction`` and the
-            per-structure Dice of the weak labels on labelled voxels); a group
-            trained on full labels has none of them and shows fraction and Dice 1.
+            per-structure Dice of the weak labels on labelled voxels). Runs on full
+            labels log none of these: their labels are their own truth, fraction and
+            Dice 1. A weak run without them (logged before they existed) stays NaN.
 
     Returns:
         Index ``task``; columns ``labelled_fraction`` then ``dice_*`` in order of appearance.
     """
     columns = [c for c in supervision.columns if str(c).startswith(SUPERVISION_PREFIX)]
-    if "task" not in supervision.columns:
-        raise ValueError("supervision needs a 'task' column")
-    table = supervision.groupby("task", sort=False)[columns].mean()
+    missing = {"task", "weak_labels"} - set(supervision.columns)
+    if missing:
+        raise ValueError(f"supervision lacks column(s) {sorted(missing)}")
+    rows = supervision.copy()
+    rows.loc[~rows["weak_labels"].astype(bool), columns] = 1.0
+    table = rows.groupby("task", sort=False)[columns].mean()
     table = table.rename(columns=lambda c: str(c).removeprefix(SUPERVISION_PREFIX))
     first = ["labelled_fraction"] if "labelled_fraction" in table.columns else []
-    table = table[first + [c for c in table.columns if c not in first]]
-    # Groups whose runs logged no weak-label metrics trained on the full labels,
-    # which are their own truth: fraction 1, Dice 1.
-    full = table.isna().all(axis=1)
-    table.loc[full] = 1.0
-    return table
+    return table[first + [c for c in table.columns if c not in first]]
 
 
 def complexity_table(complexity: pd.DataFrame) -> pd.DataFrame:

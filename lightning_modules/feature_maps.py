@@ -196,7 +196,7 @@ class FeatureMapSnapshots(pl.Callback):
 
     Args:
         every_n_epochs: epochs between snapshots. At the default, 5, snapshots took
-            1.4 % of a quick-profile run's training time on a 2-core CPU (0.17 s
+            1.3 % of a quick-profile run's training time on a 2-core CPU (0.16 s
             each against 4.2 s an epoch; ``benchmarks/feature_map_cost.py``); the
             budget is 5 %.
         layers: names from ``network.feature_layers()``; ``None`` takes all.

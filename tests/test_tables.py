@@ -354,11 +354,12 @@ def conditions() -> tuple[pd.DataFrame, pd.DataFrame]:
         ignore_index=True,
     )
     supervision = pd.DataFrame(
-        [{"variant": v, "task": "full"} for v in ("N1", "N2", "N3")]
+        [{"variant": v, "task": "full", "weak_labels": False} for v in ("N1", "N2", "N3")]
         + [
             {
                 "variant": v,
                 "task": "sparse_k2",
+                "weak_labels": True,
                 "weak_label/labelled_fraction": 0.5,
                 "weak_label/dice_cerebrum": 1.0,
                 "weak_label/dice_vessels": 1.0,
@@ -369,6 +370,7 @@ def conditions() -> tuple[pd.DataFrame, pd.DataFrame]:
             {
                 "variant": v,
                 "task": "noisy",
+                "weak_labels": True,
                 "weak_label/labelled_fraction": 1.0,
                 "weak_label/dice_cerebrum": 0.9,
                 "weak_label/dice_vessels": dice,
@@ -387,6 +389,11 @@ def test_supervision_table_averages_runs_and_shows_full_labels_as_one(conditions
     assert table.loc["full"].tolist() == [1.0, 1.0, 1.0]
     assert table.loc["sparse_k2", "labelled_fraction"] == 0.5
     assert table.loc["noisy", "dice_vessels"] == pytest.approx(0.6)
+    # A weak run that logged no weak-label metrics is unknown, not full.
+    unknown = supervision.assign(weak_labels=True)
+    assert supervision_table(unknown).loc["full"].isna().all()
+    with pytest.raises(ValueError, match="weak_labels"):
+        supervision_table(supervision.drop(columns="weak_labels"))
 
 
 def test_complexity_table_keeps_one_row_per_variant():

@@ -114,6 +114,12 @@ def test_class_frequencies_come_from_the_weak_labels(phantom_manifest):
         ({"weak_labels": ["blurry:3"]}, "unknown mode 'blurry'"),
         ({"weak_labels": ["sparse:0"]}, "sparse"),
         ({"weak_labels": ["sparse:2"], "distance_maps": True}, "cannot be combined"),
+        ({"weak_labels": ["sparse:2"], "weak_label_seed": -1}, "weak_label_seed must be"),
+        ({"weak_labels": ["sparse:2"], "weak_label_seed": 1.0}, "weak_label_seed must be"),
+        (
+            {"weak_labels": ["noisy:mild"], "class_map": {1: "cerebrum", 4: "thalamus"}},
+            "which class_map names 'thalamus', not 'vessels'",
+        ),
     ],
 )
 def test_bad_weak_label_options_are_clear_errors(phantom_manifest, options, message):
@@ -140,15 +146,60 @@ def test_training_step_ignores_the_labels_of_unlabelled_voxels():
     other = label.clone()
     other[mask == 0] = (other[mask == 0] + 1) % 5
 
-    def loss_and_gradient(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_and_gradient(target: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         module.zero_grad()
         loss = module.training_step({"image": image, "label": target, "mask": mask}, 0)
         loss.backward()
-        return loss.detach(), module.network.head.weight.grad.clone()
+        return loss.detach(), [p.grad.clone() for p in module.network.parameters()]
 
-    loss, gradient = loss_and_gradient(label)
-    other_loss, other_gradient = loss_and_gradient(other)
+    loss, gradients = loss_and_gradient(label)
+    other_loss, other_gradients = loss_and_gradient(other)
     assert torch.equal(loss, other_loss)
-    assert torch.equal(gradient, other_gradient)
+    assert all(torch.equal(a, b) for a, b in zip(gradients, other_gradients, strict=True))
     unmasked = module.training_step({"image": image, "label": other}, 0)
     assert not torch.isclose(unmasked, loss)
+
+
+def test_a_custom_class_map_can_name_its_thin_structure():
+    data = BrainDataModule(
+        "unused.csv",
+        class_map={1: "cerebrum", 2: "vessels"},
+        weak_labels=["noisy:mild,vessel_label=2", "noisy:mild,vessel_label=none"],
+    )
+    assert len(data.weak_labels) == 2
+
+
+def test_weak_labels_leaving_no_patch_centre_name_the_subject(phantom_manifest):
+    # Vessels unlabelled everywhere, and only vessel-centred patches asked for.
+    with pytest.raises(ManifestError, match=r"subject 'phantom_\d{3}'.*too few for any"):
+        make_data(
+            phantom_manifest,
+            weak_labels=[{"mode": "missing", "fraction": 1.0, "classes": [4]}],
+            label_probabilities={"vessels": 1.0},
+        )
+
+
+def test_3d_uniform_sampling_draws_patches_that_hold_labelled_voxels(phantom_manifest):
+    data = make_data(
+        phantom_manifest,
+        weak_labels=["sparse:8"],
+        sampler="uniform",
+        spatial_dims=3,
+        patch_size=(24, 24, 8),
+        samples_per_volume=8,
+    )
+    for batch in training_batches(data, 2):
+        assert batch["mask"].shape == (4, 24, 24, 8)
+        # Every 8th slice is labelled: an 8-slice patch holds exactly one.
+        assert torch.all(batch["mask"].sum(dim=(1, 2)).gt(0).sum(dim=1) == 1)
+
+
+def test_weak_labels_are_drawn_when_another_stage_loaded_first(phantom_manifest):
+    data = BrainDataModule(
+        str(phantom_manifest), patch_size=(32, 32), batch_size=4, weak_labels=["sparse:2"]
+    )
+    data.load("test")
+    assert not data._weak  # testing needs no weak labels
+    batch = next(iter(data.train_dataloader()))
+    assert "mask" in batch
+    assert data.weak_label_quality["labelled_fraction"] == pytest.approx(0.5)
