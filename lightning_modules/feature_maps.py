@@ -273,7 +273,11 @@ class FeatureMapSnapshots(pl.Callback):
         if trainer.datamodule is None:
             rank_zero_warn("no data module to take a validation input from: no feature maps")
             return
-        image = first_validation_image(trainer.datamodule)
+        # TorchIO draws from torch's generator for every transform it applies (its
+        # `p`), even deterministic ones: reading the input must not shift the draws
+        # of training, or switching snapshots on or off would change the results.
+        with torch.random.fork_rng(devices=[]):
+            image = first_validation_image(trainer.datamodule)
         patch_size = getattr(trainer.datamodule, "patch_size", None)
         self._input = snapshot_input(image, network.spatial_dims, patch_size)
 

@@ -265,3 +265,26 @@ def test_fit_refuses_a_layer_the_network_lacks(in_tmp, phantom_manifest, capsys)
     assert main(args) == 2
     error = capsys.readouterr().err
     assert "['residual_stream'] are not layers of UNet" in error and "skip_0" in error
+
+
+@pytest.mark.slow
+def test_snapshots_do_not_change_what_training_learns(in_tmp, phantom_manifest):
+    client = mlflow.MlflowClient(default_tracking_uri())
+    curves = {}
+    for enabled in ("true", "false"):
+        args = ["fit", "--config", str(BASELINE), "--profile", "smoke"]
+        args += ["--data.manifest", str(phantom_manifest), "--trainer.max_epochs", "3"]
+        args += ["--feature_maps.every_n_epochs", "1", "--feature_maps.enabled", enabled]
+        args += ["--trainer.logger.init_args.run_name", enabled]
+        assert main(args) == 0
+        run = client.search_runs(
+            [client.get_experiment_by_name("baseline").experiment_id],
+            f"attributes.run_name = '{enabled}'",
+        )[0]
+        assert any(k.startswith("feature_maps/") for k in run.data.metrics) == (enabled == "true")
+        curves[enabled] = [
+            (m.step, m.value)
+            for name in ("train/loss", "val/dice_mean")
+            for m in client.get_metric_history(run.info.run_id, name)
+        ]
+    assert curves["true"] == curves["false"]
