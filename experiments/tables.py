@@ -417,6 +417,12 @@ def _variant_colours(variants: Sequence[str]) -> dict[str, tuple[float, ...]]:
     return {v: palette[i % len(palette)] for i, v in enumerate(variants)}
 
 
+def _variant_legend(figure: Figure, colours: dict[str, tuple[float, ...]]) -> None:
+    """One legend entry per variant, outside the panels on the right."""
+    handles = [Patch(color=colour, label=variant) for variant, colour in colours.items()]
+    figure.legend(handles=handles, loc="outside right upper", frameon=False)
+
+
 def dice_boxplot_figure(results: pd.DataFrame) -> Figure:
     """Box plot of per-case Dice: one panel per task, per class a box per variant."""
     data = _validated(results)
@@ -457,8 +463,7 @@ def dice_boxplot_figure(results: pd.DataFrame) -> Figure:
         axis.set_ylabel("Dice")
         axis.set_title(task)
         axis.grid(axis="y", alpha=0.3)
-    handles = [Patch(color=colours[v], label=v) for v in variants]
-    figure.legend(handles=handles, loc="outside right upper", frameon=False)
+    _variant_legend(figure, colours)
     return figure
 
 
@@ -498,8 +503,7 @@ def val_curves_figure(curves: pd.DataFrame) -> Figure:
         axis.grid(alpha=0.3)
     for axis in axes[len(tasks) :]:
         axis.set_visible(False)
-    handles = [Patch(color=colours[v], label=v) for v in variants]
-    figure.legend(handles=handles, loc="outside right upper", frameon=False)
+    _variant_legend(figure, colours)
     return figure
 
 
@@ -609,8 +613,7 @@ def dice_vs_labelled_figure(
         axis.set_ylabel("test Dice")
         axis.set_title(title)
         axis.grid(alpha=0.3)
-    handles = [Patch(color=colours[v], label=v) for v in variants]
-    figure.legend(handles=handles, loc="outside right upper", frameon=False)
+    _variant_legend(figure, colours)
     return figure
 
 
@@ -678,6 +681,14 @@ def write_tables(
         paths[name] = out_dir / name
         paths[name].write_text(text, encoding="utf-8")
 
+    def write_table(name: str, frame: pd.DataFrame, markdown: str, latex: str) -> str:
+        """``<name>.csv`` (the tidy ``frame``), ``.md`` and ``.tex``; returns the Markdown."""
+        paths[f"{name}.csv"] = out_dir / f"{name}.csv"
+        frame.to_csv(paths[f"{name}.csv"], index=False)
+        write(f"{name}.md", markdown)
+        write(f"{name}.tex", latex)
+        return markdown
+
     summary = summary_table(results, decimals=decimals, lower_is_better=lower)
     metrics = list(pd.unique(summary["metric"]))
     note = (
@@ -737,52 +748,34 @@ def write_tables(
         cells = table.set_index(text_columns).map(
             lambda v: MISSING if math.isnan(v) else f"{v:.{decimals}g}"
         )
-        stability_md = f"## Training stability\n\n{format_markdown(cells)}"
-        write("stability.md", stability_md)
-        sections.append(stability_md)
-        table.to_csv(out_dir / "stability.csv", index=False)
-        paths["stability.csv"] = out_dir / "stability.csv"
         latex_cells = cells.copy()
         latex_cells.columns = [c.replace("_", " ") for c in latex_cells.columns]
-        write(
-            "stability.tex",
-            format_latex(
-                latex_cells, caption=f"{title}: training stability.", label="tab:stability"
-            ),
+        markdown = f"## Training stability\n\n{format_markdown(cells)}"
+        latex = format_latex(
+            latex_cells, caption=f"{title}: training stability.", label="tab:stability"
         )
+        sections.append(write_table("stability", table, markdown, latex))
 
     if supervision is not None:
         table = supervision_table(supervision)
-        table.to_csv(out_dir / "supervision.csv")
-        paths["supervision.csv"] = out_dir / "supervision.csv"
-        supervision_md = (
+        markdown = (
             "## Training labels\n\nShare of training voxels labelled, and each structure's "
             "Dice of the weak labels against the truth on the labelled voxels (mean over "
             f"training subjects).\n\n{format_markdown(table, decimals=decimals)}"
         )
-        write("supervision.md", supervision_md)
-        sections.insert(0, supervision_md)
         cells = table.map(lambda v: MISSING if math.isnan(v) else f"{v:.{decimals}f}")
         cells.columns = [c.replace("_", " ") for c in cells.columns]
-        write(
-            "supervision.tex",
-            format_latex(cells, caption=f"{title}: training labels.", label="tab:supervision"),
-        )
+        latex = format_latex(cells, caption=f"{title}: training labels.", label="tab:supervision")
+        sections.insert(0, write_table("supervision", table.reset_index(), markdown, latex))
     if complexity is not None:
         table = complexity_table(complexity)
-        table.to_csv(out_dir / "complexity.csv")
-        paths["complexity.csv"] = out_dir / "complexity.csv"
         cells = table.map(_count).rename(columns={"macs": "multiply-adds"})
-        complexity_md = (
+        markdown = (
             "## Network size\n\nParameters, and multiply-adds of one forward pass of a "
             f"training patch.\n\n{format_markdown(cells)}"
         )
-        write("complexity.md", complexity_md)
-        sections.append(complexity_md)
-        write(
-            "complexity.tex",
-            format_latex(cells, caption=f"{title}: network size.", label="tab:complexity"),
-        )
+        latex = format_latex(cells, caption=f"{title}: network size.", label="tab:complexity")
+        sections.append(write_table("complexity", table.reset_index(), markdown, latex))
 
     if (summary["metric"] == "dice").any():
         paths["dice_boxplot.png"] = plot_dice_boxplot(results, out_dir / "dice_boxplot.png")
