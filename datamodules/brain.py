@@ -3,7 +3,7 @@
 Manifest CSV -> validated subject records -> ``tio.SubjectsDataset`` per split.
 Training draws patches through ``tio.Queue`` (label-aware or uniform sampler);
 validation, test and prediction yield whole volumes, which the LightningModule
-segments patch by patch with ``datamodules.inference.predict_volume``.
+segments patch by patch with ``lightning_modules.inference.predict_volume``.
 
 With ``weak_labels``, training subjects carry a simulated weak label and its
 mask (``datamodules.weak_labels``) in place of their label; validation and test
@@ -12,20 +12,19 @@ always keep the clean truth.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import nibabel as nib
-import numpy as np
 import torch
 import torchio as tio
-from scipy import ndimage
 from torch.utils.data import DataLoader
 
+from datamodules.dataset import DatasetDescription, load_description
 from datamodules.distance import distance_maps_for
+from datamodules.labels import read_label
 from datamodules.manifest import (
     ManifestError,
     SubjectRecord,
@@ -33,15 +32,11 @@ from datamodules.manifest import (
     read_manifest,
     validate_manifest,
 )
-from datamodules.phantom import CHANNELS as PHANTOM_CHANNELS
-from datamodules.phantom import CLASS_NAMES as PHANTOM_CLASSES
+from datamodules.splits import split_records
+from datamodules.subjects import Collate, attach_weak_label, to_subject
 from datamodules.tasks import Task, parse_task
 from datamodules.transforms import Augmentation, subject_transform
-from datamodules.weak_labels import WeakLabelMode, label_dice, parse_mode, simulate_weak_label
-
-# The defaults are the embedded phantom's, so a bare BrainDataModule reads it.
-DEFAULT_CLASS_MAP = dict(PHANTOM_CLASSES)
-SPLITS = ("train", "val", "test")
+from datamodules.weak_supervision import WeakSupervision
 
 
 class BrainDataModule(pl.LightningDataModule):
@@ -50,8 +45,13 @@ class BrainDataModule(pl.LightningDataModule):
     Args:
         manifest: CSV with ``subject``, one column per channel, ``label`` and
             optionally ``split`` (paths relative to the CSV).
-        channels: manifest columns fed to the network, in this order.
-        class_map: label value in the files -> structure name (0 is background).
+        dataset: the dataset description (``datamodules.dataset``); None reads
+            ``dataset.yaml`` beside the manifest. It names the channels, the class
+            map and the thin structures.
+        channels: manifest columns fed to the network, in this order; None takes
+            the description's (a subset, e.g. one contrast, is allowed).
+        class_map: label value in the files -> structure name (0 is background);
+            None takes the description's.
         task: ``multiclass`` or ``binary:<structure>``.
         spatial_dims: 2 trains on slices (patches one voxel thick along the
             last axis, squeezed to 2D), 3 on volumes.
@@ -83,15 +83,20 @@ class BrainDataModule(pl.LightningDataModule):
             on it and on the subject's name only, not on the split or the order.
 
     Example:
-        >>> data = BrainDataModule("data/phantom/manifest.csv", task="binary:vessels")
-        >>> data.num_classes, data.class_names
-        (2, ('background', 'vessels'))
+        >>> from datamodules.dataset import write_description
+        >>> folder = getfixture("tmp_path")
+        >>> _ = write_description(folder, DatasetDescription(("t1",), {1: "gland", 2: "duct"}))
+        >>> _ = (folder / "manifest.csv").write_text("subject,t1,label")
+        >>> data = BrainDataModule(str(folder / "manifest.csv"), task="binary:duct")
+        >>> data.num_classes, data.class_names, data.channels
+        (2, ('background', 'duct'), ('t1',))
     """
 
     def __init__(
         self,
         manifest: str = "data/phantom/manifest.csv",
-        channels: Sequence[str] = PHANTOM_CHANNELS,
+        dataset: str | None = None,
+        channels: Sequence[str] | None = None,
         class_map: dict[int, str] | None = None,
         task: str = "multiclass",
         *,
@@ -114,8 +119,9 @@ class BrainDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.manifest = Path(manifest)
-        self.channels = tuple(channels)
-        self.class_map = dict(class_map or DEFAULT_CLASS_MAP)
+        self.description: DatasetDescription = load_description(manifest, dataset)
+        self.channels = tuple(self.description.channels if channels is None else channels)
+        self.class_map = dict(self.description.class_map if class_map is None else class_map)
         self.task: Task = parse_task(task, self.class_map)
         self.spatial_dims = spatial_dims
         self.patch_size = self._check_patch_size(patch_size, spatial_dims)
@@ -134,14 +140,23 @@ class BrainDataModule(pl.LightningDataModule):
         self.weak_labels = list(weak_labels or [])
         self.weak_label_seed = weak_label_seed
         self._check_options()
+        self.weak: WeakSupervision | None = None
+        if self.weak_labels:
+            self.weak = WeakSupervision(
+                self.weak_labels,
+                seed=weak_label_seed,
+                thin_labels=self._thin_labels(),
+                task=self.task,
+                patch_shape=self._patch_shape(),
+                sampler=sampler,
+                label_probabilities=self._label_probabilities(),
+            )
+        self.collate = Collate(self.channels, spatial_dims)
         self.records: dict[str, list[SubjectRecord]] = {}
         self.fingerprint: str | None = None
         self._labelled = False
         self._class_frequencies: tuple[float, ...] | None = None
-        self._weak: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._weak_label_quality: dict[str, float] = {}
 
-    # ------------------------------------------------------------------ linked
     @property
     def num_classes(self) -> int:
         """Classes the network predicts, background included."""
@@ -157,11 +172,11 @@ class BrainDataModule(pl.LightningDataModule):
         """Class index -> name, background first."""
         return self.task.class_names
 
-    # ------------------------------------------------------------- data setup
     def load(self, stage: str | None = None) -> None:
         """Read and validate the manifest once, before any training starts.
 
-        Labels are required except for prediction.
+        Labels are required except for prediction. The one load path: the CLI
+        calls it before a run starts, ``setup`` again for API users.
 
         Raises:
             ManifestError: naming subject, file and problem.
@@ -176,48 +191,24 @@ class BrainDataModule(pl.LightningDataModule):
         self._labelled = needs_label
         self.records = {"predict": records}
         if needs_label:
-            self.records.update(self._split(records))
+            self.records.update(
+                split_records(
+                    records,
+                    self.manifest,
+                    val_fraction=self.val_fraction,
+                    test_fraction=self.test_fraction,
+                    seed=self.split_seed,
+                )
+            )
             self._class_frequencies = None
-            self._weak.clear()
-            # Drawn now for training, so that a mode that cannot apply stops the
-            # run before it starts; other stages draw them only if asked.
-            if self.weak_labels and stage in ("fit", None):
-                self._simulate_weak_labels()
+            # Drawn now, for training only, so that a mode that cannot apply stops
+            # the run before it starts.
+            if self.weak is not None and stage in ("fit", None):
+                self.weak.draw(self.records["train"], self.manifest)
 
     def setup(self, stage: str) -> None:
         """Build the subject datasets of ``stage`` (Lightning hook)."""
         self.load(stage)
-
-    def _split(self, records: list[SubjectRecord]) -> dict[str, list[SubjectRecord]]:
-        """Use the manifest's ``split`` column, or a seeded split by fraction.
-
-        Raises:
-            ManifestError: when a split would be empty.
-        """
-        if any(record.split is not None for record in records):
-            splits = {name: [r for r in records if r.split == name] for name in SPLITS}
-            empty = [name for name in SPLITS if not splits[name]]
-            if empty:
-                raise ManifestError(
-                    f"Manifest '{self.manifest}': the split column has no {empty} subjects; "
-                    f"every one of {list(SPLITS)} needs at least one"
-                )
-            return splits
-        generator = torch.Generator().manual_seed(self.split_seed)
-        order = torch.randperm(len(records), generator=generator).tolist()
-        n_test = max(1, round(len(records) * self.test_fraction))
-        n_val = max(1, round(len(records) * self.val_fraction))
-        if len(records) - n_test - n_val < 1:
-            raise ManifestError(
-                f"Manifest '{self.manifest}' has {len(records)} subjects: too few for "
-                f"{n_val} validation and {n_test} test subjects and at least one for training"
-            )
-        shuffled = [records[i] for i in order]
-        return {
-            "test": shuffled[:n_test],
-            "val": shuffled[n_test : n_test + n_val],
-            "train": shuffled[n_test + n_val :],
-        }
 
     @property
     def weak_label_quality(self) -> dict[str, float]:
@@ -228,55 +219,19 @@ class BrainDataModule(pl.LightningDataModule):
         and of the labelled fraction (``labelled_fraction``), so that every run
         records how weak its supervision was.
         """
-        self._ensure_weak_labels()
-        return self._weak_label_quality
+        return self._drawn_weak_labels().quality if self.weak is not None else {}
 
-    def _ensure_weak_labels(self) -> None:
-        if self.weak_labels and not self._weak and self.records.get("train"):
-            self._simulate_weak_labels()
+    @property
+    def weak_label_draws(self) -> dict[str, list[dict[str, Any]]]:
+        """Training subject -> its recorded weak-label draws; empty without ``weak_labels``."""
+        return self._drawn_weak_labels().records if self.weak is not None else {}
 
-    def _simulate_weak_labels(self) -> None:
-        """Draw each training subject's weak label once and measure it against the truth.
-
-        Raises:
-            ManifestError: naming the subject and file a mode cannot apply to, or
-                whose weak label leaves no place to centre a training patch.
-        """
-        self._weak.clear()
-        scores = []
-        names = dict(enumerate(self.task.class_names))
-        for record in self.records["train"]:
-            truth = read_label(record)
-            # Seeded by name, so a subject's weak label is the same in every split.
-            seed = (self.weak_label_seed << 32) + zlib.crc32(record.subject.encode())
-            try:
-                weak, mask = simulate_weak_label(truth, self.weak_labels, seed=seed)
-            except ValueError as error:
-                raise ManifestError(
-                    f"Manifest '{self.manifest}': subject '{record.subject}', file "
-                    f"'{record.label}': weak labels {self.weak_labels} do not apply: {error}"
-                ) from error
-            if not self._sampling_map(weak, mask)[self._centre_region(mask.shape)].any():
-                raise ManifestError(
-                    f"Manifest '{self.manifest}': subject '{record.subject}', file "
-                    f"'{record.label}': weak labels {self.weak_labels} leave "
-                    f"{int(mask.sum())} labelled voxels, too few for any training patch of "
-                    f"size {list(self.patch_size)} (with the sampler's class probabilities) "
-                    "to hold one; label more slices or use a smaller patch"
-                )
-            self._weak[record.subject] = (weak, mask)
-            scores.append(
-                label_dice(
-                    self.task.index_volume(weak),
-                    self.task.index_volume(truth),
-                    mask=mask,
-                    num_classes=self.num_classes,
-                    class_names=names,
-                )
-            )
-        self._weak_label_quality = {
-            key: float(np.nanmean([score[key] for score in scores])) for key in scores[0]
-        }
+    def _drawn_weak_labels(self) -> WeakSupervision:
+        assert self.weak is not None
+        if not self.weak.labels:
+            self.load("fit")
+            self.weak.draw(self.records["train"], self.manifest)
+        return self.weak
 
     def subjects_dataset(self, split: str, *, augment: bool = False) -> tio.SubjectsDataset:
         """The ``tio.SubjectsDataset`` of a split, with preprocessing (and augmentation)."""
@@ -292,10 +247,10 @@ class BrainDataModule(pl.LightningDataModule):
             has_label=has_label,
         )
         subjects = [to_subject(r) for r in records]
-        if split == "train" and self.weak_labels:
-            self._ensure_weak_labels()
+        if split == "train" and self.weak is not None:
+            weak = self._drawn_weak_labels()
             for subject in subjects:
-                self._attach_weak_label(subject)
+                attach_weak_label(subject, weak)
         if self.cache_subjects:
             # Decoded once, kept in memory: every epoch then skips the NIfTI reads.
             for subject in subjects:
@@ -309,41 +264,9 @@ class BrainDataModule(pl.LightningDataModule):
                 )
         return tio.SubjectsDataset(subjects, transform=transform)
 
-    def _attach_weak_label(self, subject: tio.Subject) -> None:
-        """Swap the subject's label for its weak label; add its ``mask`` and ``sampling`` maps."""
-        weak, mask = self._weak[subject["subject"]]
-        affine = subject["label"].affine
-        subject.remove_image("label")
-        subject.add_image(tio.LabelMap(tensor=weak[np.newaxis], affine=affine), "label")
-        subject.add_image(tio.LabelMap(tensor=mask[np.newaxis], affine=affine), "mask")
-        sampling = self._sampling_map(weak, mask)
-        subject.add_image(tio.LabelMap(tensor=sampling[np.newaxis], affine=affine), "sampling")
-
-    def _sampling_map(self, weak: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Where training patches may be centred under weak labels (0: nowhere).
-
-        A centre is allowed where the patch around it holds a labelled voxel, so
-        no patch is all unlabelled. For the label sampler the map holds the class
-        index + 1 of a labelled centre (an unlabelled allowed centre counts as
-        background) and only classes with a sampling probability count; for the
-        uniform sampler it is 1 wherever a centre is allowed.
-        """
-        reachable = ndimage.maximum_filter(mask, size=self._patch_shape(), mode="constant") > 0
-        if self.sampler == "uniform":
-            return reachable.astype(np.uint8)
-        classes = np.where(mask > 0, self.task.index_volume(weak) + 1, 1)
-        wanted = [index + 1 for index, p in self._label_probabilities().items() if p > 0]
-        return np.where(reachable & np.isin(classes, wanted), classes, 0).astype(np.uint8)
-
     def _patch_shape(self) -> tuple[int, ...]:
         """The training patch in the volume's three axes (2D: one voxel thick)."""
         return (*self.patch_size, 1) if self.spatial_dims == 2 else self.patch_size
-
-    def _centre_region(self, shape: Sequence[int]) -> tuple[slice, ...]:
-        """The voxels where a patch centre keeps the patch inside the volume (as TorchIO)."""
-        return tuple(
-            slice(p // 2, s - (p - 1) // 2) for p, s in zip(self._patch_shape(), shape, strict=True)
-        )
 
     @property
     def class_frequencies(self) -> tuple[float, ...]:
@@ -354,13 +277,13 @@ class BrainDataModule(pl.LightningDataModule):
         """
         if self._class_frequencies is None:
             counts = torch.zeros(self.num_classes, dtype=torch.float64)
-            self._ensure_weak_labels()
+            weak = self._drawn_weak_labels().labels if self.weak is not None else {}
             for record in self.records.get("train", []):
-                if record.subject in self._weak:
-                    weak, mask = self._weak[record.subject]
-                    indices = self.task.index_volume(weak)[mask > 0]
+                if record.subject in weak:
+                    drawn = weak[record.subject]
+                    indices = self.task.index_volume(drawn.label)[drawn.mask > 0]
                 else:
-                    indices = self.task.index_volume(read_label(record))
+                    indices = self.task.index_volume(read_label(record.label))
                 counts += torch.bincount(
                     torch.from_numpy(indices.ravel()), minlength=self.num_classes
                 ).double()
@@ -371,7 +294,6 @@ class BrainDataModule(pl.LightningDataModule):
             self._class_frequencies = tuple((counts / counts.sum()).tolist())
         return self._class_frequencies
 
-    # ------------------------------------------------------------ dataloaders
     def train_dataloader(self) -> DataLoader:
         """Patches from a ``tio.Queue``; the queue's own workers load subjects."""
         queue = tio.Queue(
@@ -383,7 +305,7 @@ class BrainDataModule(pl.LightningDataModule):
         )
         # TorchIO requires the queue's DataLoader to use the main process.
         return DataLoader(
-            queue, batch_size=self.batch_size, num_workers=0, collate_fn=self.collate_patches
+            queue, batch_size=self.batch_size, num_workers=0, collate_fn=self.collate.patches
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -400,13 +322,13 @@ class BrainDataModule(pl.LightningDataModule):
             self.subjects_dataset(split),
             batch_size=1,
             num_workers=self.num_workers,
-            collate_fn=self.collate_volume,
+            collate_fn=self.collate.volume,
         )
 
     def _patch_sampler(self) -> tio.sampler.PatchSampler:
         patch = self._patch_shape()
-        if self.weak_labels:
-            # An all-unlabelled patch would carry no loss: see _sampling_map.
+        if self.weak is not None:
+            # An all-unlabelled patch would carry no loss: see WeakSupervision.sampling_map.
             if self.sampler == "uniform":
                 return tio.WeightedSampler(patch, "sampling")
             shifted = {index + 1: p for index, p in self._label_probabilities().items()}
@@ -427,45 +349,6 @@ class BrainDataModule(pl.LightningDataModule):
             )
         return {names.index(name): p for name, p in self.label_probabilities.items()}
 
-    # -------------------------------------------------------------- batching
-    def collate_patches(self, patches: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """Stack TorchIO patches into ``image (B, C, *spatial)``, ``label (B, *spatial)``.
-
-        With distance maps, also ``distance (B, K, *spatial)``; with weak labels,
-        ``mask (B, *spatial)`` (1 = labelled).
-        """
-        batch = {
-            "image": torch.stack([self._image(patch) for patch in patches]),
-            "label": torch.stack([patch["label"][tio.DATA][0] for patch in patches]).long(),
-        }
-        if "distance" in patches[0]:
-            batch["distance"] = torch.stack([patch["distance"][tio.DATA] for patch in patches])
-        if "mask" in patches[0]:
-            batch["mask"] = torch.stack([patch["mask"][tio.DATA][0] for patch in patches]).float()
-        if self.spatial_dims == 2:
-            batch = {key: value.squeeze(-1) for key, value in batch.items()}
-        return batch
-
-    def collate_volume(self, subjects: list[tio.Subject]) -> dict[str, Any]:
-        """One whole volume: ``image (1, C, H, W, D)``, ``label (1, H, W, D)`` and metadata."""
-        (subject,) = subjects
-        reference = subject[self.channels[0]]
-        batch: dict[str, Any] = {
-            "image": self._image(subject).unsqueeze(0),
-            "subject": subject["subject"],
-            "affine": torch.as_tensor(reference.affine),
-            "spacing": tuple(float(s) for s in reference.spacing),
-        }
-        if "label" in subject:
-            batch["label"] = subject["label"][tio.DATA][0].long().unsqueeze(0)
-        if "distance" in subject:
-            batch["distance"] = subject["distance"][tio.DATA].unsqueeze(0)
-        return batch
-
-    def _image(self, subject: dict[str, Any]) -> torch.Tensor:
-        return torch.cat([subject[channel][tio.DATA] for channel in self.channels]).float()
-
-    # ------------------------------------------------------------- checking
     @staticmethod
     def _check_patch_size(patch_size: Sequence[int], spatial_dims: int) -> tuple[int, ...]:
         if spatial_dims not in (2, 3):
@@ -505,38 +388,13 @@ class BrainDataModule(pl.LightningDataModule):
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.label_probabilities is not None:
             self._label_probabilities()
-        for spec in self.weak_labels:
-            self._check_vessel_label(parse_mode(spec))  # a bad spec raises a ValueError
-        seed = self.weak_label_seed
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"weak_label_seed must be an integer >= 0, got {seed!r}")
         if self.weak_labels and self.distance_maps:
             raise ValueError(
                 "distance_maps and weak_labels cannot be combined: the distance maps would be "
                 "computed from the clean truth, which weakly supervised training must not see"
             )
 
-    def _check_vessel_label(self, mode: WeakLabelMode) -> None:
-        """The ``noisy`` mode drops thin segments of its ``vessel_label``: it must be vessels."""
-        vessel_label = getattr(mode, "vessel_label", None)
-        if vessel_label is not None and self.class_map.get(vessel_label) != "vessels":
-            raise ValueError(
-                f"weak-label mode {mode.name!r} drops thin segments of label {vessel_label}, "
-                f"which class_map names {self.class_map.get(vessel_label)!r}, not 'vessels'; "
-                "give the thin structure's label as vessel_label=<value> in the spec, or "
-                "vessel_label=none"
-            )
-
-
-def read_label(record: SubjectRecord) -> np.ndarray:
-    """The label volume of a record, ``(x, y, z)`` in file label values."""
-    labels = np.asarray(nib.load(record.label).dataobj)
-    return labels.reshape(labels.shape[:3])
-
-
-def to_subject(record: SubjectRecord) -> tio.Subject:
-    """A ``tio.Subject`` with one ``ScalarImage`` per channel and a ``label`` map."""
-    images: dict[str, Any] = {name: tio.ScalarImage(path) for name, path in record.channels.items()}
-    if record.label is not None:
-        images["label"] = tio.LabelMap(record.label)
-    return tio.Subject(subject=record.subject, **images)
+    def _thin_labels(self) -> tuple[int, ...]:
+        """Label values of the description's thin structures that this class map has."""
+        by_name = {name: value for value, name in self.class_map.items()}
+        return tuple(by_name[n] for n in self.description.thin_structures if n in by_name)

@@ -66,7 +66,7 @@ def parse_task(task: str, class_map: Mapping[int, str]) -> Task:
     Raises:
         ValueError: for a malformed class map, an unknown task or structure.
     """
-    _check_class_map(class_map)
+    check_class_map(class_map)
     values = sorted(class_map)
     if task == "multiclass":
         return Task(
@@ -93,7 +93,8 @@ def parse_task(task: str, class_map: Mapping[int, str]) -> Task:
     raise ValueError(f"unknown task {task!r}; use 'multiclass' or 'binary:<structure>'")
 
 
-def _check_class_map(class_map: Mapping[int, str]) -> None:
+def check_class_map(class_map: Mapping[int, str]) -> None:
+    """Raise a ValueError for an empty map, a bad label value or a bad structure name."""
     if not class_map:
         raise ValueError("class_map is empty; name at least one structure, e.g. {1: cerebrum}")
     for value, name in class_map.items():

@@ -26,209 +26,21 @@ import argparse
 import os
 import signal
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from datamodules.brain import BrainDataModule
+from datamodules.dataset import DatasetDescriptionError
 from datamodules.manifest import ManifestError
 from datamodules.phantom import write_phantom
-from experiments.ablate import AblationError
+from experiments.ablate import AblationRunner
+from experiments.ablation_file import AblationError, load_ablation, parse_settings
+from experiments.ablation_results import write_reports
 from experiments.feature_maps import FeatureMapError, feature_maps_main
-from experiments.profiles import DEFAULT_PROFILE, UnknownProfileError, profile_path
-from experiments.tracking import (
-    ConfigRecorder,
-    RunRecorder,
-    StabilityRecorder,
-    TrackingLogger,
-    default_tracking_uri,
-    is_local_store,
-    run_location,
-)
-from lightning_modules.callbacks import NiftiPredictionWriter
-from lightning_modules.feature_maps import FeatureMapSnapshots
-from lightning_modules.metrics import METRICS
-
-
-class ConfigError(ValueError):
-    """A config value that the classes it configures refused."""
-
-
-class VersasegCLI(LightningCLI):
-    """LightningCLI with the shared data module, linked shapes and MLflow tracking."""
-
-    def __init__(self, args: Sequence[str] | None = None, *, exit_on_error: bool = True) -> None:
-        # exit_on_error=False: a bad argument raises instead of exiting, so that a
-        # caller such as the ablation runner can record it and carry on.
-        parser_kwargs = {
-            name: {"exit_on_error": exit_on_error}
-            for name in ("fit", "validate", "test", "predict")
-        }
-        super().__init__(
-            datamodule_class=BrainDataModule,
-            subclass_mode_model=True,
-            save_config_callback=ConfigRecorder,
-            save_config_kwargs={"save_to_log_dir": False},
-            trainer_defaults={
-                "logger": {"class_path": f"{TrackingLogger.__module__}.TrackingLogger"}
-            },
-            parser_kwargs={"exit_on_error": exit_on_error, **parser_kwargs},
-            args=args,
-        )
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        # Shapes the model takes from the data are stated once, in the data config.
-        for name in ("spatial_dims", "in_channels", "class_names"):
-            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val/dice_mean",
-                "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
-                "checkpoint.filename": "best-{epoch:03d}",
-            }
-        )
-        parser.add_lightning_class_args(RunRecorder, "run_recorder")
-        parser.add_lightning_class_args(StabilityRecorder, "stability_recorder")
-        parser.add_lightning_class_args(NiftiPredictionWriter, "prediction_writer")
-        parser.add_lightning_class_args(FeatureMapSnapshots, "feature_maps")
-        parser.add_argument(
-            "--profile",
-            type=str | None,
-            default=None,
-            help="the profile this config was resolved with; set by the profile file",
-        )
-        parser.add_argument(
-            "--test_after_fit",
-            type=bool,
-            default=False,
-            help="after fit, test the best checkpoint in the same MLflow run",
-        )
-
-    def instantiate_classes(self) -> None:
-        try:
-            super().instantiate_classes()
-        except (ValueError, TypeError) as error:
-            if isinstance(error, ManifestError):
-                raise
-            raise ConfigError(f"invalid configuration: {error}") from error
-
-    # Validate the manifest before Lightning starts (and before an MLflow run exists).
-    def before_fit(self) -> None:
-        self.datamodule.load("fit")
-        self._check_model_data()
-
-    def before_validate(self) -> None:
-        self.datamodule.load("validate")
-        self._check_model_data()
-
-    def _check_model_data(self) -> None:
-        """Config mismatches (model and data, snapshot layers), reported before any run starts."""
-        check = getattr(self.model, "check_data", None)
-        try:
-            if check is not None:
-                check(self.datamodule)
-            for callback in self.trainer.callbacks:
-                if isinstance(callback, FeatureMapSnapshots):
-                    callback.check_model(self.model)  # layer names against the network
-        except ValueError as error:
-            raise ConfigError(f"invalid configuration: {error}") from error
-
-    def before_test(self) -> None:
-        self.datamodule.load("test")
-
-    def before_predict(self) -> None:
-        self.datamodule.load("predict")
-        # Prediction writes label files; it is not an experiment, so no MLflow run.
-        self.trainer.loggers = []
-
-    def after_fit(self) -> None:
-        if self.config[self.subcommand].get("test_after_fit"):
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
-            self.after_test()
-        elif self.trainer.logger is not None:
-            print(run_location(self.trainer.logger))
-
-    def after_test(self) -> None:
-        results = getattr(self.model, "test_results", None)
-        if results is not None:
-            print("\nTest metrics per class (mean ± std over cases; HD95 and ASSD in mm):")
-            print(summary_table(results).to_string())
-        if self.trainer.logger is not None:
-            print(run_location(self.trainer.logger))
-
-    def after_predict(self) -> None:
-        writer = next(c for c in self.trainer.callbacks if isinstance(c, NiftiPredictionWriter))
-        print(f"Wrote {len(writer.written)} label maps to {writer.output_dir}/")
-
-
-def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per-class ``mean ± std`` over cases of each metric, in class order."""
-    grouped = results.groupby("class", sort=False)[list(METRICS)]
-    means, stds = grouped.mean(), grouped.std(ddof=0)
-    table = pd.DataFrame(index=means.index)
-    for metric in METRICS:
-        table[metric] = [
-            f"{m:.3f} ± {s:.3f}" for m, s in zip(means[metric], stds[metric], strict=True)
-        ]
-    return table
-
-
-def apply_profile(args: list[str]) -> list[str]:
-    """Replace ``--profile NAME`` by the profile's config, placed after the first ``--config``.
-
-    Without ``--profile`` the default profile is inserted, unless the first
-    config already records one (a ``profile:`` key): configs that MLflow runs
-    log are complete, and are run again exactly as they are.
-    """
-    profile: str | None = None
-    rest: list[str] = []
-    iterator = iter(args)
-    for arg in iterator:
-        if arg == "--profile":
-            profile = next(iterator, "")
-        elif arg.startswith("--profile="):
-            profile = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-    if not rest or rest[0].startswith("-"):
-        return rest  # no subcommand: let LightningCLI print its help or usage
-    position, first_config = config_position(rest)
-    if profile is None:
-        if first_config is not None and records_profile(first_config):
-            return rest
-        profile = DEFAULT_PROFILE
-    try:
-        path = profile_path(profile)
-    except UnknownProfileError as error:
-        raise ConfigError(str(error)) from error
-    return [*rest[:position], "--config", str(path), *rest[position:]]
-
-
-def config_position(args: list[str]) -> tuple[int, str | None]:
-    """Index just past the first ``--config`` (1, after the subcommand, if none) and its path."""
-    for index, arg in enumerate(args):
-        if arg == "--config" and index + 1 < len(args):
-            return index + 2, args[index + 1]
-        if arg.startswith("--config="):
-            return index + 1, arg.split("=", 1)[1]
-    return 1, None
-
-
-def records_profile(config: str) -> bool:
-    """Whether a config file names its profile (a resolved config that a run logged)."""
-    try:
-        content = yaml.safe_load(Path(config).read_text())
-    except (OSError, yaml.YAMLError):
-        return False  # LightningCLI reports unreadable configs itself
-    return isinstance(content, dict) and content.get("profile") is not None
+from experiments.fit import ConfigError, apply_profile, run_lightning
+from experiments.profiles import DEFAULT_PROFILE
+from experiments.tracking import default_tracking_uri, is_local_store
 
 
 def phantom_main(args: Sequence[str]) -> None:
@@ -282,8 +94,6 @@ def ui_main(args: Sequence[str]) -> int:
 
 def ablate_main(args: Sequence[str], *, train: bool = True) -> int:
     """``versaseg ablate`` (train the pending variants, then tables) and ``versaseg tables``."""
-    from experiments.ablate import AblationRunner, load_ablation, write_reports
-
     parser = argparse.ArgumentParser(
         prog="versaseg ablate" if train else "versaseg tables",
         description="Run an ablation as MLflow parent and child runs, then write its tables."
@@ -293,19 +103,43 @@ def ablate_main(args: Sequence[str], *, train: bool = True) -> int:
     parser.add_argument("ablation", type=Path, help="experiments/ablations/<name>.yaml")
     parser.add_argument("--profile", default=DEFAULT_PROFILE, help="smoke, quick or paper")
     parser.add_argument("--data", default="data/phantom/manifest.csv", help="manifest CSV")
+    parser.add_argument(
+        "--dataset", help="dataset description YAML (default: dataset.yaml beside the manifest)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key for every variant (dotted keys as in the grid; "
+        "repeatable; decides over the profile and the study's budget)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", help="override the file's seeds")
     if train:
         parser.add_argument("--jobs", type=int, default=1, help="variants trained side by side")
+        parser.add_argument(
+            "--print_config",
+            nargs="?",
+            const="",
+            metavar="VARIANT",
+            help="print the resolved config of a variant (default: the first) and exit",
+        )
     parser.add_argument("--reports", type=Path, help="output folder (reports/<ablation>)")
     options = parser.parse_args(args)
     runner = AblationRunner(
         load_ablation(options.ablation),
         profile=options.profile,
         manifest=options.data,
+        dataset=options.dataset,
+        settings=parse_settings(options.settings),
         jobs=getattr(options, "jobs", 1),
         seeds=options.seeds,
         reports=options.reports,
     )
+    if getattr(options, "print_config", None) is not None:
+        runner.print_config(options.print_config or None)
+        return 0
     failures = runner.run() if train else []
     try:
         report = write_reports(runner)
@@ -332,16 +166,13 @@ USAGE = """usage: versaseg {fit,validate,test,predict,phantom,ablate,tables,ui,f
 """
 
 
-def main(argv: Sequence[str] | None = None, *, report_errors: bool = True) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``versaseg`` console script; returns the exit status.
 
-    With ``report_errors=False`` data and config errors propagate to the caller
-    (the ablation runner keeps them on the variant's run) instead of being printed.
+    The library raises; this layer prints one ``versaseg: error:`` line for bad
+    data or config and returns 2.
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    # The CLI always passes its (profile-expanded) arguments explicitly.
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
     show_traceback = "--traceback" in args
     args = [arg for arg in args if arg != "--traceback"]
     try:
@@ -357,18 +188,19 @@ def main(argv: Sequence[str] | None = None, *, report_errors: bool = True) -> in
         elif args[0] == "feature-maps":
             return feature_maps_main(args[1:])
         else:
-            try:
-                VersasegCLI(apply_profile(args), exit_on_error=report_errors)
-            except argparse.ArgumentError as error:
-                raise ConfigError(f"invalid configuration: {error}") from error
+            run_lightning(apply_profile(args))
     except SIGTERMException:
-        if not report_errors:
-            raise  # a caller (the ablation runner) must stop too
         # Lightning turns SIGTERM into this SystemExit without a code, which would exit 0.
         print("versaseg: stopped by SIGTERM", file=sys.stderr)
         return 128 + signal.SIGTERM
-    except (ManifestError, ConfigError, AblationError, FeatureMapError) as error:
-        if show_traceback or not report_errors:
+    except (
+        ManifestError,
+        DatasetDescriptionError,
+        ConfigError,
+        AblationError,
+        FeatureMapError,
+    ) as error:
+        if show_traceback:
             raise
         print(f"versaseg: error: {error}", file=sys.stderr)
         return 2

@@ -25,9 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from datamodules.contract import SegmentationData
 
 LOCAL_STORE = Path("mlruns/mlflow.db")
 LOCAL_ARTIFACT_ROOT = Path("mlruns/artifacts")
@@ -119,9 +122,12 @@ class ConfigRecorder(SaveConfigCallback):
             overrides = ", ".join(f"{k}={v}" for k, v in changed.items())
             logger.experiment.set_tag(logger.run_id, "resumed_with", overrides[:MAX_PARAM_LENGTH])
         tags = {"git_commit": git_commit()}
-        fingerprint = getattr(trainer.datamodule, "fingerprint", None)
-        if fingerprint:
-            tags["manifest_fingerprint"] = fingerprint
+        data: SegmentationData | None = trainer.datamodule
+        if data is not None:
+            if data.fingerprint:
+                tags["manifest_fingerprint"] = data.fingerprint
+            # The description travels with the run: which channels and classes it saw.
+            log_text(logger, yaml.safe_dump(data.description.to_dict()), "data/dataset.yaml")
         for key, value in tags.items():
             logger.experiment.set_tag(logger.run_id, key, value)
         log_text(logger, config, "config_resumed.yaml" if logged else "config.yaml")
@@ -133,21 +139,25 @@ class RunRecorder(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.logger is None:
             return
-        data = trainer.datamodule
+        data: SegmentationData | None = trainer.datamodule
+        if data is None:
+            return
         metrics: dict[str, float] = {}
         network = getattr(pl_module, "network", None)
-        patch_size = getattr(data, "patch_size", None)
-        if network is not None and patch_size is not None:
+        if network is not None:
             from lightning_modules.networks import model_complexity
 
-            size = model_complexity(network, (1, data.in_channels, *patch_size))
+            size = model_complexity(network, (1, data.in_channels, *data.patch_size))
             metrics |= {f"model/{name}": float(size[name]) for name in COMPLEXITY}
         # Weakly supervised runs: each structure's Dice of the weak training labels
         # against the truth, and the labelled fraction, so tables show the supervision.
-        quality = getattr(data, "weak_label_quality", None) or {}
-        metrics |= {f"weak_label/{key}": value for key, value in quality.items()}
+        metrics |= {f"weak_label/{key}": value for key, value in data.weak_label_quality.items()}
         if metrics:
             trainer.logger.log_metrics(metrics, step=0)
+        draws = data.weak_label_draws
+        if draws and isinstance(trainer.logger, MLFlowLogger):
+            # Draws are data: the weak labels replay from them without re-sampling.
+            log_text(trainer.logger, json.dumps(draws), "data/weak_label_draws.json")
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException

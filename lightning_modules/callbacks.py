@@ -11,6 +11,8 @@ import nibabel as nib
 import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from datamodules.contract import SegmentationData
+
 
 class NiftiPredictionWriter(BasePredictionWriter):
     """Write each predicted label map as ``<output_dir>/<subject>_label.nii.gz``.
@@ -38,7 +40,8 @@ class NiftiPredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        label_values = np.asarray(trainer.datamodule.task.label_values, dtype=np.uint16)
+        data: SegmentationData = trainer.datamodule
+        label_values = np.asarray(data.task.label_values, dtype=np.uint16)
         labels = label_values[prediction["prediction"].numpy()]
         dtype = np.uint8 if label_values.max() < 256 else np.uint16
         affine = prediction["affine"].numpy().astype(np.float64)

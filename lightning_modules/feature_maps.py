@@ -23,7 +23,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -33,6 +32,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from matplotlib.image import imsave
 from torch import nn
 
+from datamodules.contract import SegmentationData
 from lightning_modules.networks.feature_layers import FeatureLayer, capture_features
 
 ARTIFACT_ROOT = "feature_maps"
@@ -171,7 +171,7 @@ def snapshot_input(
     return image[(slice(None), *crop)].unsqueeze(0)
 
 
-def first_validation_image(datamodule: Any) -> torch.Tensor:
+def first_validation_image(datamodule: SegmentationData) -> torch.Tensor:
     """``batch["image"][0]`` of the first validation batch."""
     loader = datamodule.val_dataloader()
     try:
@@ -276,10 +276,10 @@ class FeatureMapSnapshots(pl.Callback):
         # TorchIO draws from torch's generator for every transform it applies (its
         # `p`), even deterministic ones: reading the input must not shift the draws
         # of training, or switching snapshots on or off would change the results.
+        data: SegmentationData = trainer.datamodule
         with torch.random.fork_rng(devices=[]):
-            image = first_validation_image(trainer.datamodule)
-        patch_size = getattr(trainer.datamodule, "patch_size", None)
-        self._input = snapshot_input(image, network.spatial_dims, patch_size)
+            image = first_validation_image(data)
+        self._input = snapshot_input(image, network.spatial_dims, data.patch_size)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._input is None:

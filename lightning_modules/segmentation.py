@@ -1,7 +1,7 @@
 """``SegmentationModule``: supervised segmentation, the baseline every thread extends.
 
 Training runs on patches; validation and test segment whole volumes patch by
-patch (``datamodules.inference.predict_volume``) so that Dice, HD95 and ASSD are
+patch (``lightning_modules.inference.predict_volume``) so that Dice, HD95 and ASSD are
 measured on complete cases, the way the report's tables are.
 """
 
@@ -15,7 +15,8 @@ import pandas as pd
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from datamodules.inference import predict_volume
+from datamodules.contract import SegmentationData
+from lightning_modules.inference import predict_volume
 from lightning_modules.losses import WEIGHTINGS, LossWeighting, build_loss
 from lightning_modules.metrics import METRICS, case_metrics, dice_per_class
 from lightning_modules.networks import build_network
@@ -52,14 +53,8 @@ class SegmentationModule(pl.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         *,
         spatial_dims: int = 2,
-        in_channels: int = 2,
-        class_names: Sequence[str] = (
-            "background",
-            "cerebrum",
-            "cerebellum",
-            "brainstem",
-            "vessels",
-        ),
+        in_channels: int = 1,
+        class_names: Sequence[str] = ("background", "foreground"),
         inference_patch_size: Sequence[int] | None = None,
         inference_overlap: int = 0,
         inference_batch_size: int = 32,
@@ -99,35 +94,40 @@ class SegmentationModule(pl.LightningModule):
             "class_frequencies" not in self.loss_options
         )
 
-    def setup(self, stage: str) -> None:
-        """Complete the loss with what only the data knows, and check the data fits it."""
-        data = getattr(self.trainer, "datamodule", None)
-        # Test and predict use no loss: a checkpoint predicts without training data.
-        if self.loss is None and stage in ("fit", "validate"):
-            if data is None or not hasattr(data, "class_frequencies"):
-                raise ValueError(
-                    f"loss weighting {self.loss_weighting!r} needs class_frequencies: give "
-                    "them in model.loss_options or train with a BrainDataModule"
-                )
+    def prepare(self, data: SegmentationData) -> None:
+        """Take what the loss needs from the data (class frequencies) and check the data fits.
+
+        The training library calls it once the data is loaded, before a run
+        starts, so a mismatch is a config error and not a failed run.
+
+        Raises:
+            ValueError: the data cannot feed this module's loss.
+        """
+        if self._weighting().needs_distance and not data.distance_maps:
+            raise ValueError(
+                f"loss weighting {self.loss_weighting!r} needs distance maps: set "
+                "data.distance_maps: true"
+            )
+        if self.loss is None:
             self.loss = build_loss(
                 self.loss_name,
                 self.loss_weighting,
                 class_frequencies=data.class_frequencies,
                 **self.loss_options,
             )
+
+    def setup(self, stage: str) -> None:
+        """Prepare from the trainer's data module when a caller did not (Lightning hook)."""
+        # Test and predict use no loss: a checkpoint predicts without training data.
         if stage in ("fit", "validate"):
-            self.check_data(data)
-
-    def check_data(self, data: Any) -> None:
-        """Raise a ValueError when the data module cannot feed this module's loss.
-
-        The CLI calls it before training starts; ``setup`` again for API users.
-        """
-        if self._weighting().needs_distance and not getattr(data, "distance_maps", False):
-            raise ValueError(
-                f"loss weighting {self.loss_weighting!r} needs distance maps: set "
-                "data.distance_maps: true"
-            )
+            data: SegmentationData | None = getattr(self.trainer, "datamodule", None)
+            if data is None and self.loss is None:
+                raise ValueError(
+                    f"loss weighting {self.loss_weighting!r} needs class_frequencies: give "
+                    "them in model.loss_options or train with a data module"
+                )
+            if data is not None:
+                self.prepare(data)
 
     @property
     def structures(self) -> tuple[str, ...]:

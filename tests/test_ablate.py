@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from experiments.ablate import AblationError, expand, load_ablation, nested
+from experiments.ablation_file import AblationError, expand, load_ablation, nested
 from experiments.cli import main
 from experiments.tracking import default_tracking_uri
 from tests.conftest import BASELINE
@@ -115,9 +115,14 @@ def test_bad_tables_settings_name_the_problem(tmp_path, tables, message):
 
 
 def test_the_shipped_ablations_load():
-    for name, count in (("losses", 60), ("skips", 24)):
+    phantom = ("cerebrum", "cerebellum", "brainstem", "vessels")
+    for name, structures, count in (
+        ("losses", phantom, 60),
+        ("losses", ("gland", "duct"), 36),
+        ("skips", phantom, 24),
+    ):
         study = load_ablation(Path(__file__).parents[1] / f"experiments/ablations/{name}.yaml")
-        assert len(expand(study)) == count
+        assert len(expand(study, structures=structures)) == count
 
 
 @pytest.mark.slow
@@ -269,3 +274,51 @@ def test_label_conditions_as_columns_tabulate_supervision_and_network_size(
     assert set(summary["task"]) == {"full", "sparse_k2"}
     assert set(summary["variant"]) == {"fcn", "unet"}
     assert (reports / "dice_vs_labelled.png").stat().st_size > 0
+
+
+def resolved_config(manifest: Path, capsys: pytest.CaptureFixture, *args: str) -> dict:
+    """The resolved config ``versaseg ablate losses.yaml --print_config`` prints."""
+    losses = Path(__file__).parents[1] / "experiments/ablations/losses.yaml"
+    capsys.readouterr()
+    command = ["ablate", str(losses), "--data", str(manifest), *args]
+    if "--print_config" not in args:
+        command.append("--print_config")
+    assert main(command) == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_profile_budget_then_set_decide_over_the_study(in_tmp, phantom_manifest, capsys):
+    paper = resolved_config(phantom_manifest, capsys, "--profile", "paper")
+    assert paper["profile"] == "paper"
+    assert paper["trainer"]["max_epochs"] == 200  # the paper protocol, not the study's 5
+    assert paper["data"]["samples_per_volume"] == 64
+    assert paper["data"]["patch_size"] == [128, 128]
+    assert paper["trainer"]["precision"] == "bf16-mixed"
+    # The study's methods hold under every profile.
+    assert paper["model"]["init_args"]["network_options"] == {"depth": 4, "base_channels": 12}
+    assert paper["data"]["test_fraction"] == 0.5
+    quick = resolved_config(phantom_manifest, capsys, "--profile", "quick")
+    assert quick["trainer"]["max_epochs"] == 5  # the study's budget in quick
+    assert quick["trainer"]["log_every_n_steps"] == 4
+    assert quick["data"]["patch_size"] == [64, 64]
+    for profile in ("paper", "quick"):
+        forced = resolved_config(
+            phantom_manifest, capsys, "--profile", profile, "--set", "trainer.max_epochs=2"
+        )
+        assert forced["trainer"]["max_epochs"] == 2
+    variant = resolved_config(phantom_manifest, capsys, "--print_config", "vessels-dice-dtm")
+    assert variant["data"]["task"] == "binary:vessels"
+    assert variant["data"]["distance_maps"] is True
+
+
+def test_set_is_part_of_the_variant_hash(in_tmp, phantom_manifest):
+    from experiments.ablate import AblationRunner
+
+    study = load_ablation(write_ablation(in_tmp))
+    plain = AblationRunner(study, profile="smoke", manifest=str(phantom_manifest))
+    changed = AblationRunner(
+        study, profile="smoke", manifest=str(phantom_manifest), settings={"trainer.max_epochs": 2}
+    )
+    assert len({v.config_hash for v in plain.variants}) == 4
+    assert not {v.config_hash for v in plain.variants} & {v.config_hash for v in changed.variants}
+    assert plain.runs.settings_hash != changed.runs.settings_hash

@@ -5,6 +5,7 @@ These runs train for real (a few seconds each) and check what lands in MLflow.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -13,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.cli import apply_profile, main
+from experiments.cli import main
+from experiments.fit import apply_profile
 from experiments.tracking import default_tracking_uri
 from lightning_modules.metrics import METRICS
 from tests.conftest import BASELINE
@@ -176,6 +178,7 @@ def test_bad_manifest_gives_one_clear_error_and_no_run(in_tmp, phantom_manifest,
         str(phantom_manifest.parent / p) for p in table.loc[[0, 1, 3, 4, 5], "label"]
     ]
     table.to_csv("broken.csv", index=False)
+    shutil.copy(phantom_manifest.parent / "dataset.yaml", ".")
     assert fit(Path("broken.csv")) == 2
     error = capsys.readouterr().err
     assert "versaseg: error: Manifest 'broken.csv' has 1 problem" in error

@@ -168,6 +168,7 @@ def two_runs(phantom_manifest, tmp_path_factory) -> Iterator[dict[str, str]]:
                     *("--data.manifest", str(phantom_manifest)),
                     *("--trainer.max_epochs", "2", "--feature_maps.every_n_epochs", "5"),
                     *("--model.init_args.network", network),
+                    *("--model.init_args.network_options", "{depth: 2, base_channels: 4}"),
                     *("--trainer.logger.init_args.run_name", network),
                 ]
             )
@@ -181,7 +182,7 @@ def two_runs(phantom_manifest, tmp_path_factory) -> Iterator[dict[str, str]]:
 def test_fit_logs_pngs_arrays_and_metrics_per_layer_and_epoch(two_runs, tmp_path):
     client = mlflow.MlflowClient(default_tracking_uri())
     run_id = two_runs["unet"]
-    layers = ["encoder_0", "encoder_1", "skip_0", "decoder_0"]  # the smoke profile's depth 2
+    layers = ["encoder_0", "encoder_1", "skip_0", "decoder_0"]  # depth 2, as the fixture trains
     for epoch in ("epoch_000", "epoch_001"):
         logged = {item.path for item in client.list_artifacts(run_id, f"feature_maps/{epoch}")}
         expected = {

@@ -1,291 +1,33 @@
-"""Tests for datamodules.phantom: determinism, anatomy, contrasts and the files on disk."""
+"""Tests for the datamodules.phantom package: the names the rest of the project imports."""
 
 from __future__ import annotations
 
-import gzip
-from pathlib import Path
+import datamodules.phantom as phantom
+from datamodules.phantom import anatomy, contrast, geometry, writer
 
-import nibabel as nib
-import numpy as np
-import pandas as pd
-import pytest
-from scipy import ndimage
-
-from datamodules.phantom import (
-    CHANNELS,
-    CLASS_NAMES,
-    generate_subject,
-    phantom_affine,
-    write_phantom,
+# Every name imported from datamodules.phantom elsewhere (experiments, benchmarks, tests).
+USED_ELSEWHERE = (
+    "CHANNELS",
+    "CLASS_NAMES",
+    "VESSEL_LABEL",
+    "generate_subject",
+    "phantom_affine",
+    "write_phantom",
 )
 
-SMALL = (48, 48, 32)
-SPACING = (4.0, 4.0, 4.0)
-FILES = (*CHANNELS, "label")
-COLUMNS = ["subject", *FILES]
-BRAIN_LABELS = (1, 2, 3)
-VESSELS = 4
+
+def test_package_re_exports_its_public_api() -> None:
+    assert set(USED_ELSEWHERE) <= set(phantom.__all__)
+    for name in phantom.__all__:
+        assert hasattr(phantom, name), name
 
 
-def cohort_files(root: Path) -> list[Path]:
-    """All files under a cohort folder, relative and sorted."""
-    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
-
-
-def load(root: Path, subject: str, name: str) -> np.ndarray:
-    return np.asarray(nib.load(root / subject / f"{name}.nii.gz").dataobj)
-
-
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two small subjects, seed 0."""
-    root = tmp_path_factory.mktemp("cohort")
-    write_phantom(root, 2, seed=0, shape=SMALL, spacing=SPACING)
-    return root
-
-
-@pytest.fixture(scope="module")
-def default_subject() -> dict[str, np.ndarray]:
-    """Subject 0 of seed 0 at the default size (the fractions depend on the grid size)."""
-    return generate_subject(np.random.default_rng([0, 0]))
-
-
-# ----------------------------------------------------------------------------- determinism
-
-
-def test_same_seed_gives_byte_identical_files(cohort: Path, tmp_path: Path) -> None:
-    write_phantom(tmp_path, 2, seed=0, shape=SMALL, spacing=SPACING)
-    files = cohort_files(cohort)
-    assert files == cohort_files(tmp_path)
-    assert len(files) == 2 * len(FILES) + 1
-    for relative in files:
-        assert (cohort / relative).read_bytes() == (tmp_path / relative).read_bytes(), relative
-
-
-def test_gzip_header_has_no_timestamp(cohort: Path) -> None:
-    raw = (cohort / "phantom_000" / "label.nii.gz").read_bytes()
-    assert raw[:2] == b"\x1f\x8b"
-    assert int.from_bytes(raw[4:8], "little") == 0  # mtime
-    assert gzip.decompress(raw)[344:348] == b"n+1\x00"  # single-file NIfTI-1 magic
-
-
-def test_different_seed_gives_different_subjects(cohort: Path, tmp_path: Path) -> None:
-    write_phantom(tmp_path, 1, seed=1, shape=SMALL, spacing=SPACING)
-    for name in FILES:
-        assert not np.array_equal(
-            load(cohort, "phantom_000", name), load(tmp_path, "phantom_000", name)
-        ), name
-
-
-def test_subjects_in_a_cohort_differ(cohort: Path) -> None:
-    for name in FILES:
-        assert not np.array_equal(
-            load(cohort, "phantom_000", name), load(cohort, "phantom_001", name)
-        )
-
-
-def test_subject_does_not_depend_on_cohort_size(cohort: Path, tmp_path: Path) -> None:
-    write_phantom(tmp_path, 3, seed=0, shape=SMALL, spacing=SPACING)
-    assert (tmp_path / "phantom_002" / "label.nii.gz").is_file()
-    for subject in ("phantom_000", "phantom_001"):
-        for name in FILES:
-            relative = Path(subject) / f"{name}.nii.gz"
-            assert (cohort / relative).read_bytes() == (tmp_path / relative).read_bytes()
-
-
-def test_generate_subject_is_a_function_of_the_generator_state() -> None:
-    first = generate_subject(np.random.default_rng(7), SMALL)
-    second = generate_subject(np.random.default_rng(7), SMALL)
-    for name in FILES:
-        np.testing.assert_array_equal(first[name], second[name])
-
-
-# ----------------------------------------------------------------------------- arrays
-
-
-@pytest.mark.parametrize("shape", [SMALL, (40, 32, 24)])
-def test_generate_subject_shapes_dtypes_and_labels(shape: tuple[int, int, int]) -> None:
-    subject = generate_subject(np.random.default_rng(3), shape)
-    assert set(subject) == set(FILES)
-    for name in CHANNELS:
-        assert subject[name].shape == shape
-        assert subject[name].dtype == np.float32
-        assert np.isfinite(subject[name]).all()
-        assert subject[name].min() >= 0  # magnitude images
-    assert subject["label"].shape == shape
-    assert subject["label"].dtype == np.uint8
-    assert set(np.unique(subject["label"])) == {0, *CLASS_NAMES}
-
-
-def test_class_fractions_at_default_size(default_subject: dict[str, np.ndarray]) -> None:
-    label = default_subject["label"]
-    assert label.shape == (96, 96, 64)
-    fractions = {k: float((label == k).mean()) for k in range(5)}
-    assert all(f > 0 for f in fractions.values()), fractions
-    assert 0 < fractions[VESSELS] < 0.01
-    assert fractions[1] == max(fractions[k] for k in CLASS_NAMES)
-    assert fractions[2] >= 0.003
-    assert fractions[3] >= 0.003
-
-
-def test_anatomy_follows_the_axis_convention(default_subject: dict[str, np.ndarray]) -> None:
-    """x right, y anterior, z superior: cerebellum and brainstem below, cerebellum behind."""
-    label = default_subject["label"]
-    centre = {k: np.argwhere(label == k).mean(axis=0) for k in BRAIN_LABELS}
-    assert centre[2][2] < centre[1][2]  # cerebellum inferior to cerebrum
-    assert centre[3][2] < centre[1][2]  # brainstem inferior to cerebrum
-    assert centre[2][1] < centre[3][1]  # cerebellum posterior to brainstem
-
-
-def test_cerebrum_is_split_into_hemispheres(default_subject: dict[str, np.ndarray]) -> None:
-    """An upper axial slice of the cerebrum falls apart into two halves of similar size."""
-    label = default_subject["label"]
-    upper = int(np.percentile(np.argwhere(label == 1)[:, 2], 85))
-    components, count = ndimage.label(label[:, :, upper] == 1)
-    sizes = sorted(np.bincount(components.ravel())[1:], reverse=True)
-    assert count >= 2
-    assert sizes[1] > 0.5 * sizes[0]
-
-
-def test_cerebrum_has_ventricles_inside(default_subject: dict[str, np.ndarray]) -> None:
-    """Background voxels enclosed by cerebrum in an axial slice exist (ventricles, fissures)."""
-    label = default_subject["label"]
-    cerebrum = label == 1
-    holes = ndimage.binary_fill_holes(cerebrum) & ~cerebrum & (label == 0)
-    assert holes.sum() > 50
-
-
-# ----------------------------------------------------------------------------- contrasts
-
-
-def test_cisternography_csf_brighter_than_parenchyma(
-    default_subject: dict[str, np.ndarray],
-) -> None:
-    label, image = default_subject["label"], default_subject["cisternography"]
-    brain = np.isin(label, BRAIN_LABELS)
-    csf_layer = ndimage.binary_dilation(brain, iterations=2) & (label == 0)
-    assert image[csf_layer].mean() > 1.5 * image[label == 1].mean()
-    assert image[label == 1].mean() > 3 * image[0:4, 0:4, :].mean()  # background is dark
-
-
-def test_cisternography_vessels_in_csf_are_flow_voids(
-    default_subject: dict[str, np.ndarray],
-) -> None:
-    label, image = default_subject["label"], default_subject["cisternography"]
-    vessels = label == VESSELS
-    brain = np.isin(label, BRAIN_LABELS)
-    near_brain = ndimage.binary_dilation(brain, iterations=3)
-    in_csf = vessels & near_brain & ~ndimage.binary_dilation(brain)
-    shell = (
-        ndimage.binary_dilation(vessels, iterations=2)
-        & ~ndimage.binary_dilation(vessels)
-        & (label == 0)
-        & near_brain
-        & ~brain
-    )
-    assert in_csf.sum() > 20
-    assert image[in_csf].mean() < 0.75 * image[shell].mean()
-
-
-def test_cisternography_vessels_in_parenchyma_are_faint(
-    default_subject: dict[str, np.ndarray],
-) -> None:
-    """Vessels fully inside brain tissue are only a little darker than the tissue around them."""
-    label, image = default_subject["label"], default_subject["cisternography"]
-    embedded = (label == VESSELS) & ~ndimage.binary_dilation(label == 0)
-    assert embedded.sum() > 20
-    ratio = image[embedded].mean() / image[label == 1].mean()
-    assert 0.6 < ratio < 1.0
-
-
-def test_angiography_vessels_brightest(default_subject: dict[str, np.ndarray]) -> None:
-    label, image = default_subject["label"], default_subject["angiography"]
-    vessels = image[label == VESSELS].mean()
-    assert vessels > 2 * image[label == 1].mean()
-    assert vessels > 2 * image[(label == 0) & (image > 0)].mean()
-
-
-# ----------------------------------------------------------------------------- files
-
-
-def test_manifest_columns_and_relative_paths(cohort: Path) -> None:
-    table = pd.read_csv(cohort / "manifest.csv")
-    assert list(table.columns) == COLUMNS
-    assert list(table["subject"]) == ["phantom_000", "phantom_001"]
-    for _, row in table.iterrows():
-        for name in FILES:
-            assert row[name] == f"{row['subject']}/{name}.nii.gz"
-            assert not Path(row[name]).is_absolute()
-            assert (cohort / row[name]).is_file()
-
-
-def test_write_phantom_returns_manifest_path(tmp_path: Path) -> None:
-    manifest = write_phantom(tmp_path / "new" / "dir", 1, shape=(16, 16, 16))
-    assert manifest == tmp_path / "new" / "dir" / "manifest.csv"
-    assert manifest.is_file()
-
-
-@pytest.mark.parametrize("spacing", [SPACING, (1.0, 1.5, 3.0)])
-def test_nifti_geometry_and_header(tmp_path: Path, spacing: tuple[float, float, float]) -> None:
-    shape = (24, 20, 16)
-    write_phantom(tmp_path, 1, shape=shape, spacing=spacing)
-    expected_affine = phantom_affine(shape, spacing)
-    for name in FILES:
-        image = nib.load(tmp_path / "phantom_000" / f"{name}.nii.gz")
-        np.testing.assert_allclose(image.affine, expected_affine)
-        header = image.header
-        assert header.get_zooms() == pytest.approx(spacing)
-        assert int(header["qform_code"]) == 1
-        assert int(header["sform_code"]) == 1
-        assert header.get_xyzt_units()[0] == "mm"
-        assert nib.aff2axcodes(image.affine) == ("R", "A", "S")
-        assert image.shape == shape
-        assert image.get_data_dtype() == (np.uint8 if name == "label" else np.float32)
-
-
-@pytest.mark.parametrize(
-    ("shape", "spacing"),
-    [((96, 96, 64), (2.0, 2.0, 2.0)), ((24, 20, 16), (1.0, 1.5, 3.0)), ((17, 16, 16), (1, 1, 1))],
-)
-def test_phantom_affine_centres_the_volume(
-    shape: tuple[int, int, int], spacing: tuple[float, float, float]
-) -> None:
-    affine = phantom_affine(shape, spacing)
-    assert affine.shape == (4, 4)
-    np.testing.assert_allclose(np.diag(affine)[:3], spacing)
-    centre = np.array([(n - 1) / 2 for n in shape] + [1.0])
-    np.testing.assert_allclose(affine @ centre, [0, 0, 0, 1], atol=1e-9)
-
-
-def test_progress_is_called_after_each_subject(tmp_path: Path) -> None:
-    calls: list[tuple[int, int]] = []
-    write_phantom(tmp_path, 2, shape=(16, 16, 16), progress=lambda i, n: calls.append((i, n)))
-    assert calls == [(1, 2), (2, 2)]
-
-
-# ----------------------------------------------------------------------------- errors
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"n_subjects": 0}, "n_subjects"),
-        ({"n_subjects": -3}, "n_subjects"),
-        ({"spacing": (0.0, 2.0, 2.0)}, "spacing"),
-        ({"spacing": (2.0, -1.0, 2.0)}, "spacing"),
-        ({"spacing": (2.0, 2.0, float("nan"))}, "spacing"),
-        ({"shape": (15, 48, 32)}, "shape"),
-        ({"shape": (48, 48, 8)}, "shape"),
-        ({"shape": (48, 48)}, "shape"),
-    ],
-)
-def test_write_phantom_rejects_bad_arguments(tmp_path: Path, kwargs: dict, match: str) -> None:
-    arguments = {"n_subjects": 1, "shape": SMALL, **kwargs}
-    with pytest.raises(ValueError, match=match):
-        write_phantom(tmp_path / "out", **arguments)
-    assert not (tmp_path / "out").exists()  # validated before anything is written
-
-
-def test_generate_subject_rejects_bad_shape() -> None:
-    with pytest.raises(ValueError, match="shape"):
-        generate_subject(np.random.default_rng(0), (8, 48, 32))
+def test_re_exports_are_the_modules_objects() -> None:
+    assert phantom.CHANNELS is contrast.CHANNELS
+    assert phantom.CLASS_NAMES is anatomy.CLASS_NAMES
+    assert phantom.VESSEL_LABEL is anatomy.VESSEL_LABEL
+    assert phantom.DEFAULT_SHAPE is geometry.DEFAULT_SHAPE
+    assert phantom.phantom_affine is geometry.phantom_affine
+    assert phantom.generate_subject is writer.generate_subject
+    assert phantom.write_phantom is writer.write_phantom
+    assert phantom.DESCRIPTION.channels == phantom.CHANNELS

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.brain import BrainDataModule, read_label
+from datamodules.brain import BrainDataModule
+from datamodules.labels import read_label
 from datamodules.manifest import ManifestError
-from datamodules.weak_labels import label_dice
+from datamodules.weak_labels import apply_weak_label, draws_from_records, label_dice
 from tests.test_brain_datamodule import first_batch, make_data
 
 
@@ -51,12 +52,13 @@ def test_3d_patches_mix_labelled_and_unlabelled_slices(phantom_manifest):
 def test_training_labels_are_the_simulated_weak_labels(phantom_manifest):
     data = make_data(phantom_manifest, weak_labels=["noisy:severe"], weak_label_seed=5)
     record = data.records["train"][0]
-    weak, mask = data._weak[record.subject]
+    drawn = data.weak.labels[record.subject]
+    weak, mask = drawn.label, drawn.mask
     subject = data.subjects_dataset("train")[0]
     assert subject["subject"] == record.subject
     # Without augmentation the training subject carries the weak label, in class indices.
     np.testing.assert_array_equal(subject["label"].numpy()[0], data.task.index_volume(weak))
-    truth = read_label(record)
+    truth = read_label(record.label)
     assert (weak != truth).any()
     np.testing.assert_array_equal(subject["mask"].numpy()[0], mask)
 
@@ -76,8 +78,15 @@ def test_quality_is_each_structures_dice_against_the_truth(phantom_manifest):
     data = make_data(phantom_manifest, weak_labels=modes, weak_label_seed=2)
     dice = []
     for record in data.records["train"]:
-        weak, mask = data._weak[record.subject]
-        dice.append(label_dice(weak, read_label(record), mask=mask)["dice_vessels"])
+        drawn = data.weak.labels[record.subject]
+        scores = label_dice(
+            drawn.label,
+            read_label(record.label),
+            mask=drawn.mask,
+            num_classes=5,
+            class_names=data.task.class_names,
+        )
+        dice.append(scores["dice_vessels"])
     assert data.weak_label_quality["dice_vessels"] == pytest.approx(np.mean(dice))
     assert data.weak_label_quality["labelled_fraction"] == 1.0
     sparse = make_data(phantom_manifest, weak_labels=["sparse:4"]).weak_label_quality
@@ -92,12 +101,21 @@ def test_weak_labels_depend_on_seed_and_subject_not_on_the_split(phantom_manifes
     first = make_data(phantom_manifest, weak_labels=["noisy:mild"], split_seed=0)
     other_split = make_data(phantom_manifest, weak_labels=["noisy:mild"], split_seed=1)
     other_seed = make_data(phantom_manifest, weak_labels=["noisy:mild"], weak_label_seed=1)
-    shared = set(first._weak) & set(other_split._weak)
+    shared = set(first.weak.labels) & set(other_split.weak.labels)
     assert shared
     for subject in shared:
-        np.testing.assert_array_equal(first._weak[subject][0], other_split._weak[subject][0])
-    subject = next(iter(first._weak))
-    assert (first._weak[subject][0] != other_seed._weak[subject][0]).any()
+        np.testing.assert_array_equal(
+            first.weak.labels[subject].label, other_split.weak.labels[subject].label
+        )
+    subject = next(iter(first.weak.labels))
+    assert (first.weak.labels[subject].label != other_seed.weak.labels[subject].label).any()
+    # The draws are recorded, and replay to the same weak label without re-sampling.
+    record = next(r for r in first.records["train"] if r.subject == subject)
+    replayed, mask = apply_weak_label(
+        read_label(record.label), draws_from_records(first.weak_label_draws[subject])
+    )
+    np.testing.assert_array_equal(replayed, first.weak.labels[subject].label)
+    np.testing.assert_array_equal(mask, first.weak.labels[subject].mask)
 
 
 def test_class_frequencies_come_from_the_weak_labels(phantom_manifest):
@@ -116,10 +134,7 @@ def test_class_frequencies_come_from_the_weak_labels(phantom_manifest):
         ({"weak_labels": ["sparse:2"], "distance_maps": True}, "cannot be combined"),
         ({"weak_labels": ["sparse:2"], "weak_label_seed": -1}, "weak_label_seed must be"),
         ({"weak_labels": ["sparse:2"], "weak_label_seed": 1.0}, "weak_label_seed must be"),
-        (
-            {"weak_labels": ["noisy:mild"], "class_map": {1: "cerebrum", 4: "thalamus"}},
-            "which class_map names 'thalamus', not 'vessels'",
-        ),
+        ({"weak_labels": ["noisy:mild,thin_labels=9"]}, r"thin_labels \[9\], which are not"),
     ],
 )
 def test_bad_weak_label_options_are_clear_errors(phantom_manifest, options, message):
@@ -137,7 +152,11 @@ def test_training_step_ignores_the_labels_of_unlabelled_voxels():
     from lightning_modules.segmentation import SegmentationModule
 
     torch.manual_seed(0)
-    module = SegmentationModule(network_options={"depth": 2, "base_channels": 4})
+    module = SegmentationModule(
+        network_options={"depth": 2, "base_channels": 4},
+        in_channels=2,
+        class_names=("background", "a", "b", "c", "d"),
+    )
     module.log = lambda *args, **kwargs: None  # no trainer to log to
     image = torch.randn(2, 2, 16, 16)
     label = torch.randint(0, 5, (2, 16, 16))
@@ -160,13 +179,20 @@ def test_training_step_ignores_the_labels_of_unlabelled_voxels():
     assert not torch.isclose(unmasked, loss)
 
 
-def test_a_custom_class_map_can_name_its_thin_structure():
-    data = BrainDataModule(
-        "unused.csv",
-        class_map={1: "cerebrum", 2: "vessels"},
-        weak_labels=["noisy:mild,vessel_label=2", "noisy:mild,vessel_label=none"],
+def test_thin_structures_come_from_the_dataset_description(phantom_manifest):
+    data = make_data(phantom_manifest, weak_labels=["noisy:severe"], weak_label_seed=3)
+    assert data.description.thin_structures == ("vessels",)
+    assert data.weak.modes[0].thin_labels == (4,)  # the class map's label of vessels
+    # A class map without the thin structure: nothing is treated as thin.
+    renamed = {1: "cerebrum", 2: "cerebellum", 3: "brainstem", 4: "tubes"}
+    cut = make_data(phantom_manifest, weak_labels=["noisy:severe"], class_map=renamed)
+    assert cut.weak.modes[0].thin_labels == ()
+    # It changes what is drawn: thin vessel segments are dropped instead of eroded.
+    eroded = make_data(
+        phantom_manifest, weak_labels=["noisy:severe,thin_labels=none"], weak_label_seed=3
     )
-    assert len(data.weak_labels) == 2
+    subject = data.records["train"][0].subject
+    assert (data.weak.labels[subject].label != eroded.weak.labels[subject].label).any()
 
 
 def test_weak_labels_leaving_no_patch_centre_name_the_subject(phantom_manifest):
@@ -199,7 +225,7 @@ def test_weak_labels_are_drawn_when_another_stage_loaded_first(phantom_manifest)
         str(phantom_manifest), patch_size=(32, 32), batch_size=4, weak_labels=["sparse:2"]
     )
     data.load("test")
-    assert not data._weak  # testing needs no weak labels
+    assert not data.weak.labels  # testing needs no weak labels
     batch = next(iter(data.train_dataloader()))
     assert "mask" in batch
     assert data.weak_label_quality["labelled_fraction"] == pytest.approx(0.5)

@@ -1,16 +1,18 @@
-"""Weak-label simulation: determinism, severity, slice-wise noise, composition and specs."""
+"""Weak-label simulation on the phantom: determinism, severity, slice-wise noise, composition
+and specs. Thin labels, Dice and draw records have their own test files."""
 
 from __future__ import annotations
 
 import dataclasses
 import doctest
+import importlib
 import itertools
 
 import numpy as np
 import pytest
 
 import datamodules.weak_labels as weak_labels
-from datamodules.phantom import generate_subject
+from datamodules.phantom import CLASS_NAMES, VESSEL_LABEL, generate_subject
 from datamodules.weak_labels import (
     MissingStructures,
     NoisyBoundaries,
@@ -18,8 +20,8 @@ from datamodules.weak_labels import (
     apply_weak_label,
     label_dice,
     parse_mode,
+    resolve_modes,
     sample_weak_label,
-    simulate_weak_label,
 )
 
 SHAPE = (48, 48, 32)
@@ -30,6 +32,20 @@ NO_NOISE = NoisyBoundaries(
     blobs_per_slice=0.0,
     vessel_drop_probability=0.0,
 )
+
+
+def simulate(label: np.ndarray, modes: list, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`simulate_weak_label` with the phantom's vessels as thin structures, as its data module
+    resolves them."""
+    modes = resolve_modes(modes, thin_labels=(VESSEL_LABEL,))
+    return weak_labels.simulate_weak_label(label, modes, seed=seed)
+
+
+def quality(weak: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> dict:
+    """`label_dice` with the phantom's classes."""
+    return label_dice(
+        weak, truth, mask=mask, num_classes=1 + len(CLASS_NAMES), class_names=CLASS_NAMES
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +68,8 @@ def labelled_slices(mask: np.ndarray, axis: int = 2) -> np.ndarray:
 )
 def test_same_seed_same_output_and_input_untouched(truth: np.ndarray, modes: list[str]) -> None:
     before = truth.copy()
-    weak, mask = simulate_weak_label(truth, modes, seed=3)
-    again, again_mask = simulate_weak_label(truth, modes, seed=3)
+    weak, mask = simulate(truth, modes, seed=3)
+    again, again_mask = simulate(truth, modes, seed=3)
     np.testing.assert_array_equal(weak, again)
     np.testing.assert_array_equal(mask, again_mask)
     np.testing.assert_array_equal(truth, before)
@@ -63,29 +79,26 @@ def test_same_seed_same_output_and_input_untouched(truth: np.ndarray, modes: lis
 
 @pytest.mark.parametrize("modes", [["sparse:0.3"], ["noisy:mild"], ["missing:0.3"]])
 def test_different_seed_different_output(truth: np.ndarray, modes: list[str]) -> None:
-    weak, mask = simulate_weak_label(truth, modes, seed=0)
-    other, other_mask = simulate_weak_label(truth, modes, seed=1)
+    weak, mask = simulate(truth, modes, seed=0)
+    other, other_mask = simulate(truth, modes, seed=1)
     assert not (np.array_equal(weak, other) and np.array_equal(mask, other_mask))
 
 
 def test_sparse_offset_is_drawn_per_seed_unless_given(truth: np.ndarray) -> None:
-    offsets = {
-        int(labelled_slices(simulate_weak_label(truth, ["sparse:4"], seed=s)[1])[0])
-        for s in range(8)
-    }
+    offsets = {int(labelled_slices(simulate(truth, ["sparse:4"], seed=s)[1])[0]) for s in range(8)}
     assert len(offsets) > 1 and offsets <= {0, 1, 2, 3}
-    _, mask = simulate_weak_label(truth, [{"mode": "sparse", "k": 4, "offset": 2}], seed=5)
+    _, mask = simulate(truth, [{"mode": "sparse", "k": 4, "offset": 2}], seed=5)
     np.testing.assert_array_equal(labelled_slices(mask), np.arange(2, SHAPE[2], 4))
 
 
 def test_replayed_draws_give_the_same_weak_label(truth: np.ndarray) -> None:
     modes = ["missing:0.3", "noisy:severe", "sparse:0.4"]
-    draws = sample_weak_label(truth, modes, seed=7)
+    draws = sample_weak_label(truth, resolve_modes(modes, thin_labels=(VESSEL_LABEL,)), seed=7)
     assert [type(d).__name__ for d in draws] == ["MissingDraw", "NoisyDraw", "SparseDraw"]
     recorded = [dataclasses.asdict(d) for d in draws]  # plain ints and tuples: loggable
     assert all(isinstance(i, int) for i in recorded[2]["slices"])
     replayed = apply_weak_label(truth, draws)
-    expected = simulate_weak_label(truth, modes, seed=7)
+    expected = simulate(truth, modes, seed=7)
     for got, want in zip(replayed, expected, strict=True):
         np.testing.assert_array_equal(got, want)
 
@@ -93,15 +106,15 @@ def test_replayed_draws_give_the_same_weak_label(truth: np.ndarray) -> None:
 def test_sparse_k_keeps_every_kth_slice_and_dice_falls(truth: np.ndarray) -> None:
     fractions, dice = [], []
     for k in (1, 2, 4, 8):
-        weak, mask = simulate_weak_label(truth, [{"mode": "sparse", "k": k}], seed=0)
+        weak, mask = simulate(truth, [{"mode": "sparse", "k": k}], seed=0)
         slices = labelled_slices(mask)
         assert np.all(np.diff(slices) == k)
         assert mask[..., slices].all()  # labelled slices are labelled whole
         np.testing.assert_array_equal(weak[..., slices], truth[..., slices])
         assert not weak[mask == 0].any()  # no truth leaks into unlabelled voxels
-        assert label_dice(weak, truth, mask=mask)["dice_mean"] == 1.0
-        fractions.append(label_dice(weak, truth, mask=mask)["labelled_fraction"])
-        dice.append(label_dice(weak, truth)["dice_mean"])
+        assert quality(weak, truth, mask)["dice_mean"] == 1.0
+        fractions.append(quality(weak, truth, mask)["labelled_fraction"])
+        dice.append(quality(weak, truth)["dice_mean"])
     assert fractions == [1.0, 0.5, 0.25, 0.125]
     assert dice[0] == 1.0 and dice == sorted(dice, reverse=True) and len(set(dice)) == 4
 
@@ -110,7 +123,7 @@ def test_sparse_k_keeps_every_kth_slice_and_dice_falls(truth: np.ndarray) -> Non
 def test_sparse_fraction_never_labels_adjacent_slices(truth: np.ndarray, fraction: float) -> None:
     seen = set()
     for seed in range(20):
-        _, mask = simulate_weak_label(truth, [f"sparse:fraction={fraction}"], seed=seed)
+        _, mask = simulate(truth, [f"sparse:fraction={fraction}"], seed=seed)
         slices = labelled_slices(mask)
         assert len(slices) == round(fraction * SHAPE[2])
         assert np.all(np.diff(slices) >= 2)
@@ -120,22 +133,22 @@ def test_sparse_fraction_never_labels_adjacent_slices(truth: np.ndarray, fractio
 
 def test_sparse_half_of_an_odd_stack_is_every_other_slice() -> None:
     for seed in range(5):
-        _, mask = simulate_weak_label(np.zeros((2, 2, 7), np.uint8), ["sparse:0.5"], seed=seed)
+        _, mask = simulate(np.zeros((2, 2, 7), np.uint8), ["sparse:0.5"], seed=seed)
         np.testing.assert_array_equal(labelled_slices(mask), [0, 2, 4, 6])  # the only way
 
 
 def test_sparse_along_another_axis(truth: np.ndarray) -> None:
-    _, mask = simulate_weak_label(truth, [{"mode": "sparse", "k": 3, "axis": 0}], seed=0)
+    _, mask = simulate(truth, [{"mode": "sparse", "k": 3, "axis": 0}], seed=0)
     assert np.all(np.diff(labelled_slices(mask, axis=0)) == 3)
     assert mask.any(axis=(0, 1)).all()  # every axial slice keeps some labelled voxels
 
 
 def test_noisy_dice_falls_from_none_to_mild_to_severe(truth: np.ndarray) -> None:
-    clean, mask = simulate_weak_label(truth, [NO_NOISE], seed=0)
+    clean, mask = simulate(truth, [NO_NOISE], seed=0)
     np.testing.assert_array_equal(clean, truth)
     assert mask.all()
-    mild = label_dice(simulate_weak_label(truth, ["noisy:mild"], seed=0)[0], truth)
-    severe = label_dice(simulate_weak_label(truth, ["noisy:severe"], seed=0)[0], truth)
+    mild = quality(simulate(truth, ["noisy:mild"], seed=0)[0], truth)
+    severe = quality(simulate(truth, ["noisy:severe"], seed=0)[0], truth)
     assert 1.0 > mild["dice_mean"] > severe["dice_mean"] > 0.3
     for name in ("cerebrum", "cerebellum", "brainstem", "vessels"):
         assert 1.0 > mild[f"dice_{name}"] > severe[f"dice_{name}"] > 0.0, name
@@ -144,7 +157,7 @@ def test_noisy_dice_falls_from_none_to_mild_to_severe(truth: np.ndarray) -> None
 
 @pytest.mark.parametrize("preset", ["mild", "severe"])
 def test_noisy_boundaries_change_slice_by_slice(truth: np.ndarray, preset: str) -> None:
-    weak, _ = simulate_weak_label(truth, [f"noisy:{preset}"], seed=0)
+    weak, _ = simulate(truth, [f"noisy:{preset}"], seed=0)
     assert set(np.unique(weak).tolist()) <= CLASSES
     area = (truth == 1).sum(axis=(0, 1))
     present = area > 20
@@ -164,9 +177,9 @@ def test_noisy_parts_each_act(truth: np.ndarray) -> None:
         ("blobs_per_slice", 2.0),
         ("vessel_drop_probability", 1.0),
     ]:
-        weak, _ = simulate_weak_label(truth, [NoisyBoundaries(**off | {field: value})], seed=0)
+        weak, _ = simulate(truth, [NoisyBoundaries(**off | {field: value})], seed=0)
         assert not np.array_equal(weak, truth), field
-    dropped, _ = simulate_weak_label(
+    dropped, _ = simulate(
         truth, [NoisyBoundaries(**off | {"vessel_drop_probability": 1.0})], seed=0
     )
     assert (dropped == 4).sum() < (truth == 4).sum()
@@ -183,10 +196,10 @@ def test_noisy_parts_each_act(truth: np.ndarray) -> None:
 def test_missing_fraction_up_labelled_fraction_down(truth: np.ndarray) -> None:
     labelled, dice, masks = [], [], []
     for fraction in (0.0, 0.1, 0.25, 0.5, 1.0):
-        weak, mask = simulate_weak_label(truth, [f"missing:{fraction}"], seed=0)
+        weak, mask = simulate(truth, [f"missing:{fraction}"], seed=0)
         masks.append(mask)
-        labelled.append(label_dice(weak, truth, mask=mask)["labelled_fraction"])
-        dice.append(label_dice(weak, truth)["dice_mean"])
+        labelled.append(quality(weak, truth, mask)["labelled_fraction"])
+        dice.append(quality(weak, truth)["dice_mean"])
         assert np.array_equal(weak[mask == 1], truth[mask == 1])  # what stays labelled is right
     assert labelled[0] == 1.0 and labelled == sorted(labelled, reverse=True)
     assert len(set(labelled)) == 5
@@ -198,7 +211,7 @@ def test_missing_fraction_up_labelled_fraction_down(truth: np.ndarray) -> None:
 
 def test_missing_fill_background_keeps_voxels_labelled(truth: np.ndarray) -> None:
     spec = {"mode": "missing", "fraction": 0.5, "classes": [2, 3], "fill": "background"}
-    weak, mask = simulate_weak_label(truth, [spec], seed=0)
+    weak, mask = simulate(truth, [spec], seed=0)
     assert mask.all()
     changed = weak != truth
     assert changed.any() and set(np.unique(truth[changed]).tolist()) <= {2, 3}
@@ -206,21 +219,21 @@ def test_missing_fill_background_keeps_voxels_labelled(truth: np.ndarray) -> Non
 
 
 def test_sparse_plus_noisy(truth: np.ndarray) -> None:
-    weak, mask = simulate_weak_label(truth, ["sparse:4", "noisy:severe"], seed=0)
+    weak, mask = simulate(truth, ["sparse:4", "noisy:severe"], seed=0)
     slices = labelled_slices(mask)
     assert np.all(np.diff(slices) == 4) and mask[..., slices].all()
     assert not weak[mask == 0].any()
     assert set(np.unique(weak).tolist()) <= CLASSES
-    noisy = label_dice(weak, truth, mask=mask)
+    noisy = quality(weak, truth, mask)
     assert noisy["labelled_fraction"] == 0.25
     assert noisy["dice_mean"] < 0.9  # the labelled slices are noisy
-    sparse_only, sparse_mask = simulate_weak_label(truth, ["sparse:4"], seed=0)
+    sparse_only, sparse_mask = simulate(truth, ["sparse:4"], seed=0)
     np.testing.assert_array_equal(mask, sparse_mask)
-    assert label_dice(weak, truth)["dice_mean"] < label_dice(sparse_only, truth)["dice_mean"]
+    assert quality(weak, truth)["dice_mean"] < quality(sparse_only, truth)["dice_mean"]
 
 
 def test_empty_modes_give_the_full_label(truth: np.ndarray) -> None:
-    weak, mask = simulate_weak_label(truth, [], seed=0)
+    weak, mask = simulate(truth, [], seed=0)
     np.testing.assert_array_equal(weak, truth)
     assert mask.all()
 
@@ -239,7 +252,6 @@ def test_empty_modes_give_the_full_label(truth: np.ndarray) -> None:
             {"mode": "noisy", "severity": "severe", "max_shift": 0},
             NoisyBoundaries(**NoisyBoundaries.PRESETS["severe"] | {"max_shift": 0}),
         ),
-        ("noisy:vessel_label=none", NoisyBoundaries(vessel_label=None)),
         ("missing:0.5", MissingStructures(fraction=0.5)),
         ("missing:fill=background", MissingStructures(fill="background")),
         ({"mode": "missing", "classes": [4]}, MissingStructures(classes=(4,))),
@@ -276,7 +288,7 @@ def test_parse_mode(spec: object, expected: object) -> None:
 )
 def test_bad_specs_raise_value_error(truth: np.ndarray, spec: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        simulate_weak_label(truth, [spec], seed=0)
+        simulate(truth, [spec], seed=0)
 
 
 @pytest.mark.parametrize(
@@ -292,27 +304,12 @@ def test_bad_inputs_raise_value_error(
     label: np.ndarray, modes: list[str], seed: int, match: str
 ) -> None:
     with pytest.raises(ValueError, match=match):
-        simulate_weak_label(label, modes, seed=seed)
+        simulate(label, modes, seed=seed)
 
 
-def test_label_dice_by_hand() -> None:
-    truth = np.array([0, 1, 1, 1, 2, 2, 0, 0]).reshape(2, 2, 2)
-    weak = np.array([0, 1, 1, 0, 2, 0, 0, 3]).reshape(2, 2, 2)
-    scores = label_dice(weak, truth, num_classes=4, class_names={1: "a", 2: "b", 3: "c"})
-    assert scores["dice_a"] == pytest.approx(2 * 2 / 5)
-    assert scores["dice_b"] == pytest.approx(2 * 1 / 3)
-    assert scores["dice_c"] == 0.0  # only in the weak label
-    assert scores["dice_mean"] == pytest.approx((0.8 + 2 / 3 + 0) / 3)
-    assert scores["labelled_fraction"] == 1.0
-    mask = np.array([1, 1, 1, 0, 1, 0, 1, 0]).reshape(2, 2, 2)
-    masked = label_dice(weak, truth, mask=mask, num_classes=4)
-    assert masked["dice_cerebrum"] == 1.0 and masked["labelled_fraction"] == 0.625
-    assert np.isnan(masked["dice_brainstem"])  # absent from both on labelled voxels
-    assert masked["dice_mean"] == 1.0  # the mean skips absent classes
-    with pytest.raises(ValueError, match="mask shape"):
-        label_dice(weak, truth, mask=mask[0])
-
-
-def test_module_examples_run() -> None:
-    result = doctest.testmod(weak_labels, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 6 and result.failed == 0
+@pytest.mark.parametrize(
+    "module", ["", "._checks", ".dice", ".missing", ".noisy", ".records", ".simulate", ".sparse"]
+)
+def test_module_examples_run(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(f"datamodules.weak_labels{module}"))
+    assert result.attempted >= 1 and result.failed == 0

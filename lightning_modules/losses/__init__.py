@@ -21,8 +21,16 @@ class per weighting, producing class or voxel weights), ``cross_entropy.py`` and
 ``dice.py`` (the bases, which combine any weighting the same way).
 
 Example:
+    >>> import torch
+    >>> target = torch.tensor([[[0, 1], [2, 2]]])  # (B, H, W), 3 classes
+    >>> logits = torch.zeros(1, 3, 2, 2)  # a uniform softmax: p = 1/3 everywhere
+    >>> round(build_loss("ce")(logits, target).item(), 4)  # log 3
+    1.0986
     >>> loss = build_loss("dice", "focal", gamma=2.0, form="global")
-    >>> value = loss(torch.randn(2, 5, 32, 32), torch.randint(0, 5, (2, 32, 32)))
+    >>> round(loss(logits, target).item(), 4)  # 1 - 2 (4/3) / 8; equal voxel weights cancel
+    0.6667
+    >>> loss(logits, target, mask=torch.zeros(1, 2, 2)).item()  # nothing labelled
+    0.0
 """
 
 from __future__ import annotations

@@ -25,8 +25,15 @@ class CrossEntropyLoss(nn.Module):
         weighting: a ``LossWeighting``; ``None`` for the unweighted loss.
 
     Example:
+        >>> import torch
+        >>> from lightning_modules.losses import FocalWeighting
+        >>> target = torch.tensor([[[0, 1], [2, 2]]])  # (B, H, W), 3 classes
+        >>> logits = torch.zeros(1, 3, 2, 2)  # p = 1/3 for every class
+        >>> round(CrossEntropyLoss()(logits, target).item(), 4)  # log 3
+        1.0986
         >>> loss = CrossEntropyLoss(weighting=FocalWeighting(gamma=2.0))
-        >>> value = loss(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)))
+        >>> round(loss(logits, target).item(), 4)  # (1 - 1/3)^2 log 3
+        0.4883
     """
 
     def __init__(self, *, weighting: LossWeighting | None = None) -> None:

@@ -46,8 +46,15 @@ class DiceLoss(nn.Module):
         weighting: a ``LossWeighting``; ``None`` for the unweighted loss.
 
     Example:
+        >>> import torch
+        >>> from lightning_modules.losses import InverseFrequencyWeighting
+        >>> target = torch.tensor([[[0, 1], [2, 2]]])  # (B, H, W); classes of 1, 1, 2 voxels
         >>> loss = DiceLoss(weighting=InverseFrequencyWeighting())  # generalised Dice
-        >>> value = loss(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)))
+        >>> round(loss(torch.zeros(1, 3, 2, 2), target).item(), 4)  # p = 1/3 everywhere
+        0.697
+        >>> perfect = 20 * torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float()
+        >>> round(loss(perfect, target).item(), 4)
+        0.0
     """
 
     def __init__(

@@ -50,6 +50,7 @@ class HybridNet(FRRN):
         dropout: dropout rate inside the FRRUs of the deepest stage.
 
     Example:
+        >>> import torch
         >>> net = HybridNet(spatial_dims=2, in_channels=2, out_channels=5)
         >>> net(torch.zeros(1, 2, 33, 47)).shape
         torch.Size([1, 5, 33, 47])

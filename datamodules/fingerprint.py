@@ -1,0 +1,70 @@
+"""Fingerprint a manifest's data, to tag each run with exactly the data it saw.
+
+The fingerprint digests bytes, not paths: the CSV file's bytes, then each referenced file's
+bytes in record order. So it changes with any edit to the CSV or any voxel of any file, and a
+cohort whose CSV uses relative paths keeps its fingerprint when the whole folder is copied or
+moved elsewhere (absolute path cells are part of the CSV's bytes, so moving those changes it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from datamodules.manifest_records import (
+    SubjectRecord,
+    absolute_path,
+    describe_error,
+    file_problem,
+    raise_manifest_error,
+    record_files,
+)
+
+FINGERPRINT_LENGTH = 16
+_CHUNK_BYTES = 1 << 20
+
+
+def manifest_fingerprint(csv_path: str | Path, records: Sequence[SubjectRecord]) -> str:
+    """Digest the manifest and every file it references, to tag a run with the data it saw.
+
+    Args:
+        csv_path: The manifest CSV.
+        records: Its records; every label and channel file is hashed, in record order.
+
+    Returns:
+        The first :data:`FINGERPRINT_LENGTH` (16) lowercase hex characters of a SHA-256 over the
+        CSV's and all referenced files' contents; the same wherever the cohort folder lies.
+
+    Raises:
+        ManifestError: The CSV or a referenced file cannot be read.
+    """
+    csv_path = Path(csv_path)
+    digest = hashlib.sha256()
+    try:
+        digest.update(_file_digest(csv_path))
+    except OSError as error:
+        raise_manifest_error(
+            csv_path, [f"cannot be read for the fingerprint ({describe_error(error)})"]
+        )
+    base = absolute_path(csv_path).parent
+    for record in records:
+        for _, path in record_files(record):
+            try:
+                digest.update(_file_digest(path))
+            except OSError as error:
+                problem = f"cannot be read for the fingerprint ({describe_error(error)})"
+                raise_manifest_error(csv_path, [file_problem(record.subject, path, base, problem)])
+    return digest.hexdigest()[:FINGERPRINT_LENGTH]
+
+
+def _file_digest(path: Path) -> bytes:
+    """SHA-256 of a file, streamed in chunks so volumes are never held whole."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.digest()
+
+
+__all__ = ["FINGERPRINT_LENGTH", "manifest_fingerprint"]

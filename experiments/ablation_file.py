@@ -1,0 +1,269 @@
+"""Ablation files: a study's base config, method settings, budgets per profile, grid and seeds.
+
+An ablation file (``experiments/ablations/*.yaml``) states *methods*; profiles
+state *budgets*. A variant's config is built in one precedence, lowest first::
+
+    base config < ablation `overrides` + grid entry (method) < profile file
+        < ablation `budgets[<profile>]` < --set key=value < runner flags
+
+so ``--profile paper`` gives the paper protocol whatever the study trains in
+``quick``, and ``--set`` decides last. A grid entry whose name holds
+``{structure}`` stands for one entry per structure of the dataset's class map,
+with ``{structure}`` replaced in its name and in its string values::
+
+    grid:
+      task:
+        multiclass: {data.task: multiclass}
+        "{structure}": {data.task: "binary:{structure}"}
+
+Example:
+    >>> nested({"a.b": 1, "a.c": 2})
+    {'a': {'b': 1, 'c': 2}}
+    >>> parse_settings(["trainer.max_epochs=2", "data.task=binary:duct"])
+    {'trainer.max_epochs': 2, 'data.task': 'binary:duct'}
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from experiments.profiles import PROFILES_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+REQUIRED_KEYS = ("name", "config", "grid")
+KNOWN_KEYS = (*REQUIRED_KEYS, "experiment", "seeds", "overrides", "budgets", "tables")
+STRUCTURE = "{structure}"
+# `tables:` keys: the axes that make a row label, the axis that holds the task
+# (binary tasks rank together), the axis whose entries become column groups
+# instead of the task, and the column groups plotted against labelled fraction.
+TABLE_KEYS = ("rows", "task", "columns", "sparsity")
+
+
+class AblationError(ValueError):
+    """The ablation file or its options are unusable; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One point of the grid: its name, axis values, method overrides and seed."""
+
+    name: str
+    axes: dict[str, str]
+    overrides: dict[str, Any]
+    seed: int
+    config_hash: str = ""
+
+
+@dataclass
+class Ablation:
+    """A parsed ablation file."""
+
+    name: str
+    experiment: str
+    config: Path
+    overrides: dict[str, Any]
+    grid: dict[str, dict[str, dict[str, Any]]]
+    seeds: list[int]
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+
+def load_ablation(path: str | Path) -> Ablation:
+    """Read and check an ablation file.
+
+    Raises:
+        AblationError: naming the file and the problem.
+    """
+    path = Path(path)
+    try:
+        content = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise AblationError(f"ablation file {path}: cannot be read ({error.strerror})") from error
+    except yaml.YAMLError as error:
+        raise AblationError(f"ablation file {path}: is not valid YAML ({error})") from error
+    if not isinstance(content, dict):
+        raise AblationError(f"ablation file {path}: expected a mapping at the top level")
+    missing = [key for key in REQUIRED_KEYS if key not in content]
+    if missing:
+        raise AblationError(f"ablation file {path}: missing keys {missing}")
+    unknown = sorted(set(content) - set(KNOWN_KEYS))
+    if unknown:
+        raise AblationError(f"ablation file {path}: unknown keys {unknown}; known: {KNOWN_KEYS}")
+    grid = content["grid"]
+    if not isinstance(grid, dict) or not grid:
+        raise AblationError(f"ablation file {path}: `grid` must map axis names to entries")
+    for axis, entries in grid.items():
+        if not isinstance(entries, dict) or not entries:
+            raise AblationError(f"ablation file {path}: axis {axis!r} has no named entries")
+        for entry, overrides in entries.items():
+            if not isinstance(overrides, dict):
+                raise AblationError(
+                    f"ablation file {path}: entry {axis}.{entry} must map config keys to values"
+                )
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(content["name"])):
+        raise AblationError(
+            f"ablation file {path}: name {content['name']!r} may use letters, digits, '_', "
+            "'.' and '-' only (it is an MLflow tag value and a folder name)"
+        )
+    config = Path(content["config"])
+    config = config if config.is_absolute() else REPO / config
+    if not config.is_file():
+        raise AblationError(f"ablation file {path}: base config {config} does not exist")
+    seeds = content.get("seeds", [42])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
+        raise AblationError(f"ablation file {path}: `seeds` must be a list of integers")
+    budgets = _checked_budgets(path, content.get("budgets") or {})
+    _check_tables(path, dict(content.get("tables") or {}), grid)
+    return Ablation(
+        name=str(content["name"]),
+        experiment=str(content.get("experiment", content["name"])),
+        config=config,
+        overrides=dict(content.get("overrides") or {}),
+        grid={str(a): {str(e): dict(o) for e, o in entries.items()} for a, entries in grid.items()},
+        seeds=seeds,
+        budgets=budgets,
+        tables=dict(content.get("tables") or {}),
+        source=path,
+    )
+
+
+def _checked_budgets(path: Path, budgets: Any) -> dict[str, dict[str, Any]]:
+    """``budgets:`` maps profile names to overrides; only profiles that exist."""
+    profiles = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+    if not isinstance(budgets, dict):
+        raise AblationError(f"ablation file {path}: `budgets` must map profile names to settings")
+    for profile, settings in budgets.items():
+        if profile not in profiles:
+            raise AblationError(
+                f"ablation file {path}: `budgets` names profile {profile!r}; "
+                f"the profiles are {profiles}"
+            )
+        if not isinstance(settings, dict):
+            raise AblationError(
+                f"ablation file {path}: budgets.{profile} must map config keys to values"
+            )
+    return {str(profile): dict(settings) for profile, settings in budgets.items()}
+
+
+def _check_tables(path: Path, tables: dict[str, Any], grid: Mapping[str, Any]) -> None:
+    """Raise an AblationError for a `tables:` key or axis the file does not define."""
+    unknown = sorted(set(tables) - set(TABLE_KEYS))
+    if unknown:
+        raise AblationError(
+            f"ablation file {path}: unknown `tables` key(s) {unknown}; known: {list(TABLE_KEYS)}"
+        )
+    axes = [*tables.get("rows", []), *[tables[k] for k in ("task", "columns") if k in tables]]
+    missing = [axis for axis in axes if axis not in grid]
+    if missing:
+        raise AblationError(
+            f"ablation file {path}: `tables` names axes {missing} that the grid lacks; "
+            f"the grid has {list(grid)}"
+        )
+    if "sparsity" in tables:
+        entries = grid.get(tables.get("columns"), {})
+        bad = [entry for entry in tables["sparsity"] if entry not in entries]
+        if not entries or bad:
+            raise AblationError(
+                f"ablation file {path}: `tables.sparsity` must list entries of the "
+                f"`tables.columns` axis; {bad or tables['sparsity']} are not"
+            )
+
+
+def dataset_entries(
+    entries: Mapping[str, dict[str, Any]], structures: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """An axis's entries with every ``{structure}`` entry expanded over ``structures``."""
+    expanded: dict[str, dict[str, Any]] = {}
+    for name, overrides in entries.items():
+        if STRUCTURE not in name:
+            expanded[name] = overrides
+            continue
+        for structure in structures:
+            expanded[name.replace(STRUCTURE, structure)] = _substituted(overrides, structure)
+    return expanded
+
+
+def _substituted(value: Any, structure: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(STRUCTURE, structure)
+    if isinstance(value, dict):
+        return {key: _substituted(item, structure) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substituted(item, structure) for item in value]
+    return value
+
+
+def expand(
+    ablation: Ablation, *, structures: Sequence[str] = (), seeds: Sequence[int] | None = None
+) -> list[Variant]:
+    """Every combination of one entry per axis and one seed, in grid order.
+
+    ``structures`` (the dataset's, in class-map order) expands ``{structure}`` entries.
+    """
+    seeds = list(seeds) if seeds else ablation.seeds
+    grid = {axis: dataset_entries(entries, structures) for axis, entries in ablation.grid.items()}
+    empty = [axis for axis, entries in grid.items() if not entries]
+    if empty:
+        raise AblationError(f"ablation {ablation.name}: axes {empty} have no entries for this data")
+    axes = list(grid)
+    variants = []
+    for entries in itertools.product(*(grid[axis].items() for axis in axes)):
+        overrides = copy.deepcopy(ablation.overrides)
+        for _, entry_overrides in entries:
+            overrides.update(copy.deepcopy(entry_overrides))
+        names = [name for name, _ in entries]
+        for seed in seeds:
+            suffix = f"-seed{seed}" if len(seeds) > 1 else ""
+            variants.append(
+                Variant(
+                    name="-".join(names) + suffix,
+                    axes=dict(zip(axes, names, strict=True)),
+                    overrides=overrides,
+                    seed=seed,
+                )
+            )
+    return variants
+
+
+def nested(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``: a config file LightningCLI can read."""
+    tree: dict[str, Any] = {}
+    for key, value in overrides.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise AblationError(f"override {key!r} goes inside {part!r}, which is a value")
+        if isinstance(node.get(leaf), dict) and isinstance(value, dict):
+            node[leaf] = {**node[leaf], **copy.deepcopy(value)}
+        else:
+            node[leaf] = copy.deepcopy(value)
+    return tree
+
+
+def parse_settings(items: Sequence[str]) -> dict[str, Any]:
+    """``--set key=value`` items -> ``{key: value}``, values read as YAML (``2``, ``[a]``, ``x``).
+
+    Raises:
+        AblationError: for an item without ``=`` or a value that is not YAML.
+    """
+    settings: dict[str, Any] = {}
+    for item in items:
+        key, equals, text = item.partition("=")
+        if not equals or not key.strip():
+            raise AblationError(f"--set {item!r}: expected key=value, e.g. trainer.max_epochs=2")
+        try:
+            settings[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as error:
+            raise AblationError(f"--set {item!r}: the value is not valid YAML ({error})") from error
+    return settings

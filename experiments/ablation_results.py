@@ -1,0 +1,161 @@
+"""An ablation's results: its finished child runs -> long frames -> paper tables.
+
+``collect_results`` reads each finished variant's per-case metrics, curves and
+run facts from MLflow; ``write_reports`` turns them into ``experiments.tables``
+output under ``reports/<ablation>/`` and logs it on the parent run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from experiments.ablate import AblationRunner
+from experiments.ablation_file import Ablation, AblationError, Variant
+from experiments.stability import PREFIX
+from experiments.tables import SUPERVISION_PREFIX, per_case_long, write_tables
+from experiments.tracking import COMPLEXITY
+
+
+def row_label(ablation: Ablation, variant: Variant) -> str:
+    """The table row of a variant: its values on the ``tables.rows`` axes (``ce+dtm``)."""
+    grouping = {ablation.tables.get("task"), ablation.tables.get("columns")}
+    axes = ablation.tables.get("rows") or [a for a in ablation.grid if a not in grouping]
+    return "+".join(variant.axes[axis] for axis in axes)
+
+
+def column_group(ablation: Ablation, variant: Variant, run: mlflow.entities.Run) -> str:
+    """The table column group of a run: its ``tables.columns`` entry, else its task."""
+    axis = ablation.tables.get("columns")
+    return variant.axes[axis] if axis else run.data.params.get("data.task", "multiclass")
+
+
+@dataclass
+class AblationResults:
+    """What the tables are made of, as long frames for ``experiments.tables``.
+
+    ``results``: per-case metrics; ``stability``: one row of ``stability/*`` per
+    run; ``curves``: validation Dice and training loss per epoch; ``supervision``:
+    one row per run: ``weak_labels`` (whether it trained on weak labels) and its
+    ``weak_label/*``; ``complexity``: one row of network
+    parameters and multiply-adds per run. Each carries ``variant`` and ``task``
+    (the column group).
+    """
+
+    results: Any
+    stability: Any
+    curves: Any
+    supervision: Any
+    complexity: Any
+
+
+def collect_results(runner: AblationRunner) -> AblationResults:
+    """Per-case metrics, stability, curves and run facts of the finished runs.
+
+    Only runs whose config hash belongs to the grid (this profile and data)
+    count. With several seeds, per-case values and curves are averaged over the
+    seeds of a variant, and stability is averaged over its runs.
+    """
+    # One download per run: MLflow's progress bars would bury the tables.
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    finished = runner.runs.finished_runs([v.config_hash for v in runner.variants])
+    per_case, stability, curves, supervision, complexity = [], [], [], [], []
+    with tempfile.TemporaryDirectory() as folder:
+        for variant in runner.variants:
+            run = finished.get(variant.config_hash)
+            if run is None:
+                continue
+            run_id = run.info.run_id
+            keys = {
+                "variant": row_label(runner.ablation, variant),
+                "task": column_group(runner.ablation, variant, run),
+            }
+            metrics = run.data.metrics
+            local = runner.runs.client.download_artifacts(
+                run_id, "metrics/per_case_metrics.csv", f"{folder}/{run_id}"
+            )
+            per_case.append(per_case_long(pd.read_csv(local), **keys))
+            stability.append({**keys, **{k: v for k, v in metrics.items() if k.startswith(PREFIX)}})
+            weak = run.data.params.get("data.weak_labels", "None") not in ("None", "[]", "")
+            supervision.append(
+                {
+                    **keys,
+                    "weak_labels": weak,
+                    **{k: v for k, v in metrics.items() if k.startswith(SUPERVISION_PREFIX)},
+                }
+            )
+            complexity.append(
+                {**keys, **{k: metrics.get(f"model/{k}", float("nan")) for k in COMPLEXITY}}
+            )
+            # Both curves are logged once per epoch; pair them by epoch, not by step.
+            val_dice = history(runner.runs.client, run_id, "val/dice_mean")
+            train_loss = history(runner.runs.client, run_id, "train/loss")
+            if len(train_loss) != len(val_dice):
+                train_loss = [float("nan")] * len(val_dice)
+            for epoch, (dice, loss) in enumerate(zip(val_dice, train_loss, strict=True), start=1):
+                curves.append({**keys, "epoch": epoch, "val_dice": dice, "train_loss": loss})
+    if not per_case:
+        raise AblationError(
+            f"ablation {runner.ablation.name}: no finished runs for this profile and data yet"
+        )
+    results = pd.concat(per_case, ignore_index=True)
+    # Seeds of one variant share a row label: average them per case.
+    keys = ["variant", "task", "subject", "class", "metric"]
+    results = results.groupby(keys, sort=False, as_index=False)["value"].mean()
+    curves = pd.DataFrame(curves)
+    if not curves.empty:
+        curves = curves.groupby(["variant", "task", "epoch"], sort=False, as_index=False).mean()
+    return AblationResults(
+        results,
+        pd.DataFrame(stability),
+        curves,
+        pd.DataFrame(supervision),
+        pd.DataFrame(complexity),
+    )
+
+
+def history(client: mlflow.MlflowClient, run_id: str, metric: str) -> list[float]:
+    """A metric's logged values in step order."""
+    return [
+        m.value for m in sorted(client.get_metric_history(run_id, metric), key=lambda m: m.step)
+    ]
+
+
+def write_reports(runner: AblationRunner) -> Path:
+    """Tables from the finished runs -> ``runner.reports``, logged on the parent run."""
+    collected = collect_results(runner)
+
+    def present(frame: Any) -> Any:
+        """The frame, or None when it holds nothing beyond ``variant`` and ``task``."""
+        values = frame.drop(columns=["variant", "task"], errors="ignore")
+        return None if values.dropna(how="all", axis=1).empty else frame
+
+    complexity = present(collected.complexity)
+    if complexity is not None:
+        # Only worth a table when the rows train different networks: within a
+        # column group (a task's class count sets the head) the sizes differ.
+        sizes = complexity.groupby("task")[list(COMPLEXITY)].nunique()
+        if sizes.to_numpy().max() < 2:
+            complexity = None
+
+    paths = write_tables(
+        collected.results,
+        present(collected.stability),
+        runner.reports,
+        title=f"Ablation {runner.ablation.name} (profile {runner.profile})",
+        curves=present(collected.curves),
+        supervision=collected.supervision if collected.supervision["weak_labels"].any() else None,
+        complexity=complexity,
+        sparsity=runner.ablation.tables.get("sparsity"),
+    )
+    parent = runner.runs.find_parent()
+    if parent is not None:
+        for path in paths.values():
+            runner.runs.client.log_artifact(parent, str(path), "tables")
+    return paths["report.md"]

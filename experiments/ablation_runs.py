@@ -1,0 +1,160 @@
+"""The MLflow runs of one ablation: its experiment, parent run and child runs.
+
+One parent run per ablation, profile, data and ``--set`` settings; one child per
+variant, found again by its ``config_hash`` tag so that a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+
+from experiments.ablation_file import Variant
+from experiments.tracking import LOCAL_ARTIFACT_ROOT, default_tracking_uri, is_local_store
+
+
+class AblationRuns:
+    """Find, create and close an ablation's parent and child runs in the MLflow store."""
+
+    def __init__(
+        self,
+        *,
+        ablation: str,
+        experiment: str,
+        profile: str,
+        manifest: str,
+        settings: Mapping[str, Any],
+    ) -> None:
+        self.ablation = ablation
+        self.experiment = experiment
+        self.profile = profile
+        self.manifest = manifest
+        self.settings = dict(settings)
+        self.client = mlflow.MlflowClient(default_tracking_uri())
+        self._experiment_id: str | None = None
+
+    @property
+    def settings_hash(self) -> str:
+        """A short digest of the ``--set`` settings: one parent run per set of them."""
+        encoded = json.dumps(self.settings, sort_keys=True, default=str).encode()
+        return hashlib.sha256(encoded).hexdigest()[:12]
+
+    def experiment_id(self) -> str:
+        """The ablation's MLflow experiment, created on first use."""
+        if self._experiment_id is None:
+            experiment = self.client.get_experiment_by_name(self.experiment)
+            if experiment is not None:
+                self._experiment_id = experiment.experiment_id
+            else:
+                location = None
+                if is_local_store(default_tracking_uri()):
+                    location = str((LOCAL_ARTIFACT_ROOT / self.experiment).resolve())
+                self._experiment_id = self.client.create_experiment(
+                    self.experiment, artifact_location=location
+                )
+        return self._experiment_id
+
+    def search(self, query: str, **options: Any) -> list[mlflow.entities.Run]:
+        """This ablation's runs that match ``query`` (an MLflow filter string)."""
+        ablation = f"tags.ablation = '{self.ablation}'"
+        return self.client.search_runs(
+            [self.experiment_id()], f"{ablation} and {query}" if query else ablation, **options
+        )
+
+    def find_parent(self) -> str | None:
+        """The id of the ablation's parent run for this profile and data, if there is one."""
+        found = self.search(
+            f"tags.ablation_role = 'parent' and tags.profile = '{self.profile}' "
+            f"and tags.manifest = '{Path(self.manifest).resolve()}' "
+            f"and tags.settings_hash = '{self.settings_hash}'",
+            max_results=1,
+        )
+        return found[0].info.run_id if found else None
+
+    def parent_run(self) -> str:
+        """The ablation's parent run for this profile and data, created once, now RUNNING."""
+        run_id = self.find_parent()
+        if run_id is not None:
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(
+            self.experiment_id(),
+            run_name=f"{self.ablation}-{self.profile}",
+            tags={
+                "ablation": self.ablation,
+                "ablation_role": "parent",
+                "profile": self.profile,
+                "manifest": str(Path(self.manifest).resolve()),
+                "settings_hash": self.settings_hash,
+                "settings": json.dumps(self.settings, sort_keys=True)[:5000],
+                "thread": self.experiment,
+            },
+        )
+        return run.info.run_id
+
+    def child_tags(self, variant: Variant, parent_run_id: str) -> dict[str, str]:
+        """The tags that make a run a child of the ablation and name its variant."""
+        return {
+            "mlflow.parentRunId": parent_run_id,
+            "ablation": self.ablation,
+            "variant": variant.name,
+            "config_hash": variant.config_hash,
+            **{f"axis.{axis}": value for axis, value in variant.axes.items()},
+        }
+
+    def finished_runs(self, hashes: Collection[str]) -> dict[str, mlflow.entities.Run]:
+        """config hash -> the newest FINISHED and tested child run of each of ``hashes``.
+
+        A run only counts once its test has been logged (tag ``tested``): fit
+        marks a run FINISHED before the test runs.
+        """
+        runs = self.search(
+            "attributes.status = 'FINISHED' and tags.tested = 'true'",
+            order_by=["attributes.start_time ASC"],
+        )
+        return {
+            run.data.tags["config_hash"]: run
+            for run in runs
+            if run.data.tags.get("config_hash") in hashes
+        }
+
+    def close_stale_runs(self, parent_run_id: str) -> int:
+        """Mark children left RUNNING by a killed process as KILLED; returns how many.
+
+        A process killed outright (SIGKILL, a lost machine) cannot end its own run.
+        Only children of this parent (this profile and data) are touched.
+        """
+        stale = self.search(
+            f"attributes.status = 'RUNNING' and tags.mlflow.parentRunId = '{parent_run_id}'"
+        )
+        for run in stale:
+            self.client.set_tag(
+                run.info.run_id, "error", "found RUNNING when the ablation restarted"
+            )
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        return len(stale)
+
+    def mark_failed(self, variant: Variant, parent_run_id: str, error: str, started: float) -> None:
+        """Keep a variant's failure on a run, also when it failed before Lightning made one."""
+        runs = self.search(
+            f"tags.config_hash = '{variant.config_hash}' "
+            f"and attributes.start_time >= {int(started * 1000) - 1000}",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        message = (error or "failed; see the variant's log")[:500]
+        if runs:
+            run = runs[0]
+            if run.info.status != "FAILED":
+                self.client.set_terminated(run.info.run_id, "FAILED")
+            if "error" not in run.data.tags:
+                self.client.set_tag(run.info.run_id, "error", message)
+            return
+        tags = {**self.child_tags(variant, parent_run_id), "error": message}
+        run = self.client.create_run(self.experiment_id(), run_name=variant.name, tags=tags)
+        self.client.set_terminated(run.info.run_id, "FAILED")
