@@ -1,13 +1,10 @@
 """``BrainDataModule``: one TorchIO data pipeline for every research thread.
 
-Manifest CSV -> validated subject records -> ``tio.SubjectsDataset`` per split.
-Training draws patches through ``tio.Queue`` (label-aware or uniform sampler);
-validation, test and prediction yield whole volumes, which the LightningModule
-segments patch by patch with ``lightning_modules.inference.predict_volume``.
-
-With ``weak_labels``, training subjects carry a simulated weak label and its
-mask (``datamodules.weak_labels``) in place of their label; validation and test
-always keep the clean truth.
+Manifest CSV + dataset description -> validated subject records ->
+``tio.SubjectsDataset`` per split. Training draws patches through ``tio.Queue``;
+validation, test and prediction yield whole volumes. With ``weak_labels``,
+training subjects carry a simulated weak label and its mask
+(``datamodules.weak_supervision``); validation and test keep the clean truth.
 """
 
 from __future__ import annotations
@@ -175,8 +172,8 @@ class BrainDataModule(pl.LightningDataModule):
     def load(self, stage: str | None = None) -> None:
         """Read and validate the manifest once, before any training starts.
 
-        Labels are required except for prediction. The one load path: the CLI
-        calls it before a run starts, ``setup`` again for API users.
+        The one load path (the library calls it before a run, ``setup`` again).
+        Labels are required except for prediction.
 
         Raises:
             ManifestError: naming subject, file and problem.
@@ -229,7 +226,8 @@ class BrainDataModule(pl.LightningDataModule):
     def _drawn_weak_labels(self) -> WeakSupervision:
         assert self.weak is not None
         if not self.weak.labels:
-            self.load("fit")
+            self.load("fit")  # draws them, unless another stage loaded the data first
+        if not self.weak.labels:
             self.weak.draw(self.records["train"], self.manifest)
         return self.weak
 

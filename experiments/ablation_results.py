@@ -18,9 +18,11 @@ import pandas as pd
 
 from experiments.ablate import AblationRunner
 from experiments.ablation_file import Ablation, AblationError, Variant
+from experiments.per_case import per_case_long
 from experiments.stability import PREFIX
-from experiments.tables import SUPERVISION_PREFIX, per_case_long, write_tables
+from experiments.tables import write_tables
 from experiments.tracking import COMPLEXITY
+from experiments.training_tables import SUPERVISION_PREFIX
 
 
 def row_label(ablation: Ablation, variant: Variant) -> str:

@@ -31,7 +31,6 @@ from pathlib import Path
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from datamodules.dataset import DatasetDescriptionError
 from datamodules.manifest import ManifestError
 from datamodules.phantom import write_phantom
 from experiments.ablate import AblationRunner
@@ -193,13 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Lightning turns SIGTERM into this SystemExit without a code, which would exit 0.
         print("versaseg: stopped by SIGTERM", file=sys.stderr)
         return 128 + signal.SIGTERM
-    except (
-        ManifestError,
-        DatasetDescriptionError,
-        ConfigError,
-        AblationError,
-        FeatureMapError,
-    ) as error:
+    except (ManifestError, ConfigError, AblationError, FeatureMapError) as error:
         if show_traceback:
             raise
         print(f"versaseg: error: {error}", file=sys.stderr)

@@ -24,7 +24,6 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from datamodules.brain import BrainDataModule
-from datamodules.dataset import DatasetDescriptionError
 from datamodules.manifest import ManifestError
 from experiments.profiles import DEFAULT_PROFILE, UnknownProfileError, profile_path
 from experiments.table_format import format_mean_std, mean_std
@@ -100,7 +99,7 @@ class VersasegCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except (ValueError, TypeError) as error:
-            if isinstance(error, ManifestError | DatasetDescriptionError):
+            if isinstance(error, ManifestError):  # a DatasetDescriptionError is one too
                 raise
             raise ConfigError(f"invalid configuration: {error}") from error
 
@@ -222,7 +221,7 @@ def run_lightning(args: Sequence[str]) -> None:
     """Run ``fit|validate|test|predict`` with ``args`` (profile already applied).
 
     Raises:
-        ManifestError, DatasetDescriptionError: the data is unusable.
+        ManifestError: the data (manifest, files or dataset description) is unusable.
         ConfigError: an argument or config value is.
     """
     # The CLI always passes its (profile-expanded) arguments explicitly.

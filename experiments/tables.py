@@ -18,8 +18,6 @@ which writes every table and figure of a report; the pieces live in:
 - ``experiments.report_figures``: the box plot, validation curves and Dice vs
   labelled fraction.
 
-The names this module had before the split are importable from it still (``__all__``).
-
 Example:
     >>> results = pd.DataFrame({
     ...     "variant": ["ce", "ce", "dice", "dice"], "task": "binary:vessels",
@@ -54,20 +52,15 @@ import pandas as pd
 
 from experiments.per_case import (
     CELL_KEYS,
-    COLUMNS,
     LOWER_IS_BETTER,
     appearance_sorted,
-    per_case_long,
-    task_group,
     validated_results,
 )
-from experiments.ranking import rank_scores, ranks_from_scores, significance_scores
+from experiments.ranking import ranks_from_scores, significance_scores
 from experiments.report_figures import (
-    dice_boxplot_figure,
     dice_vs_labelled_figure,
     plot_dice_boxplot,
     plot_val_curves,
-    val_curves_figure,
 )
 from experiments.table_format import (
     MISSING,
@@ -75,40 +68,13 @@ from experiments.table_format import (
     format_latex,
     format_markdown,
     format_mean_std,
-    latex_escape,
     mean_std_by,
 )
 from experiments.training_tables import (
-    SUPERVISION_PREFIX,
     complexity_table,
     stability_summary,
     supervision_table,
 )
-
-__all__ = [
-    "COLUMNS",
-    "LOWER_IS_BETTER",
-    "MISSING",
-    "SUPERVISION_PREFIX",
-    "complexity_table",
-    "dice_boxplot_figure",
-    "dice_vs_labelled_figure",
-    "format_latex",
-    "format_markdown",
-    "latex_escape",
-    "per_case_long",
-    "plot_dice_boxplot",
-    "plot_val_curves",
-    "rank_scores",
-    "significance_scores",
-    "stability_summary",
-    "summary_grid",
-    "summary_table",
-    "supervision_table",
-    "task_group",
-    "val_curves_figure",
-    "write_tables",
-]
 
 
 # ---------------------------------------------------------------- summary

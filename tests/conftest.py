@@ -1,12 +1,14 @@
-"""Shared fixtures: a tiny phantom cohort written once per test session."""
+"""Shared fixtures: a tiny phantom cohort, a two-subject manifest, the tables' study data."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from datamodules.phantom import write_phantom
+from tests import manifest_cohort, table_data
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 BASELINE = CONFIGS / "baseline.yaml"
@@ -25,3 +27,27 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    """A valid two-subject manifest with channels t2 and mra and labels 0..4."""
+    return manifest_cohort.write_cohort(tmp_path)
+
+
+@pytest.fixture
+def study() -> pd.DataFrame:
+    """``table_data.study_results``: orders A > B > C known in advance."""
+    return table_data.study_results()
+
+
+@pytest.fixture
+def curves() -> pd.DataFrame:
+    """``table_data.validation_curves``: A, B and C over four epochs."""
+    return table_data.validation_curves()
+
+
+@pytest.fixture
+def conditions() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``table_data.label_conditions``: N1 > N2 > N3 under three label conditions."""
+    return table_data.label_conditions()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
+
+from datamodules.manifest import ManifestError, load_manifest
 
 CHANNELS = ["t2", "mra"]
 LABEL_VALUES = [0, 1, 2, 3, 4]
@@ -70,3 +73,13 @@ def set_cell(row: int, column: str, value: str) -> Callable[[Path], None]:
         return rows
 
     return rewrite_csv(change)
+
+
+def assert_one_problem(manifest: Path, fragments: Sequence[str]) -> None:
+    """Loading ``manifest`` raises one ManifestError with one problem holding ``fragments``."""
+    with pytest.raises(ManifestError) as raised:
+        load_manifest(manifest, CHANNELS, LABEL_VALUES)
+    message = str(raised.value)
+    assert message.splitlines()[0].endswith("has 1 problem:")
+    for fragment in fragments:
+        assert fragment in message

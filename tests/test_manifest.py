@@ -24,18 +24,11 @@ from tests.manifest_cohort import (
     HEADER,
     LABEL_VALUES,
     SUBJECTS,
+    assert_one_problem,
     default_rows,
     set_cell,
-    write_cohort,
     write_csv,
 )
-
-
-@pytest.fixture
-def manifest(tmp_path: Path) -> Path:
-    """A valid two-subject manifest with channels t2 and mra and labels 0..4."""
-    return write_cohort(tmp_path)
-
 
 STRUCTURE_CASES = {
     "duplicate subject IDs": (
@@ -90,12 +83,7 @@ def test_each_bad_structure_raises_one_error_naming_it(
     manifest: Path, breaker: Callable[[Path], None], fragments: list[str]
 ) -> None:
     breaker(manifest.parent)
-    with pytest.raises(ManifestError) as raised:
-        load_manifest(manifest, CHANNELS, LABEL_VALUES)
-    message = str(raised.value)
-    assert message.splitlines()[0].endswith("has 1 problem:")
-    for fragment in fragments:
-        assert fragment in message
+    assert_one_problem(manifest, fragments)
 
 
 def test_manifest_error_is_a_value_error() -> None:

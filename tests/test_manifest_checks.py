@@ -15,21 +15,14 @@ from tests.manifest_cohort import (
     CHANNELS,
     LABEL_VALUES,
     SHAPE,
+    assert_one_problem,
     default_rows,
     image,
     label,
     set_cell,
-    write_cohort,
     write_csv,
     write_volume,
 )
-
-
-@pytest.fixture
-def manifest(tmp_path: Path) -> Path:
-    """A valid two-subject manifest with channels t2 and mra and labels 0..4."""
-    return write_cohort(tmp_path)
-
 
 # --------------------------------------------------------------------------- breakers
 
@@ -114,12 +107,7 @@ def test_each_bad_file_raises_one_error_naming_it(
     manifest: Path, breaker: Callable[[Path], None], fragments: list[str]
 ) -> None:
     breaker(manifest.parent)
-    with pytest.raises(ManifestError) as raised:
-        load_manifest(manifest, CHANNELS, LABEL_VALUES)
-    message = str(raised.value)
-    assert message.splitlines()[0].endswith("has 1 problem:")
-    for fragment in fragments:
-        assert fragment in message
+    assert_one_problem(manifest, fragments)
 
 
 def test_file_problem_line_has_documented_form(manifest: Path) -> None:

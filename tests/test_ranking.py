@@ -8,13 +8,7 @@ import pandas as pd
 import pytest
 
 from experiments.ranking import rank_scores, significance_scores
-from tests.table_data import BASE, cases, ordered, study_results
-
-
-@pytest.fixture
-def study() -> pd.DataFrame:
-    """``table_data.study_results``: orders A > B > C known in advance."""
-    return study_results()
+from tests.table_data import BASE, cases, ordered
 
 
 def test_significance_scores_count_the_variants_significantly_worse(study):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from experiments.report_figures import (
@@ -11,25 +10,7 @@ from experiments.report_figures import (
     plot_val_curves,
     val_curves_figure,
 )
-from tests.table_data import PNG_MAGIC, label_conditions, study_results, validation_curves
-
-
-@pytest.fixture
-def study() -> pd.DataFrame:
-    """``table_data.study_results``: orders A > B > C known in advance."""
-    return study_results()
-
-
-@pytest.fixture
-def curves() -> pd.DataFrame:
-    """``table_data.validation_curves``: A, B and C over four epochs."""
-    return validation_curves()
-
-
-@pytest.fixture
-def conditions() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``table_data.label_conditions``: N1 > N2 > N3 under three label conditions."""
-    return label_conditions()
+from tests.table_data import PNG_MAGIC
 
 
 def test_dice_boxplot_has_one_panel_per_task_and_a_box_per_variant_and_class(study):

@@ -7,71 +7,15 @@ import math
 import pandas as pd
 import pytest
 
-from experiments import tables
 from experiments.ranking import rank_scores
 from experiments.tables import summary_grid, summary_table, write_tables
 from tests.table_data import (
     PNG_MAGIC,
     cases,
-    label_conditions,
     ordered,
-    study_results,
-    validation_curves,
 )
 
 
-@pytest.fixture
-def study() -> pd.DataFrame:
-    """``table_data.study_results``: orders A > B > C known in advance."""
-    return study_results()
-
-
-@pytest.fixture
-def curves() -> pd.DataFrame:
-    """``table_data.validation_curves``: A, B and C over four epochs."""
-    return validation_curves()
-
-
-@pytest.fixture
-def conditions() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``table_data.label_conditions``: N1 > N2 > N3 under three label conditions."""
-    return label_conditions()
-
-
-# Public names of experiments/tables.py before it was split into modules.
-NAMES_BEFORE_THE_SPLIT = {
-    "COLUMNS",
-    "LOWER_IS_BETTER",
-    "MISSING",
-    "SUPERVISION_PREFIX",
-    "complexity_table",
-    "dice_boxplot_figure",
-    "dice_vs_labelled_figure",
-    "format_latex",
-    "format_markdown",
-    "latex_escape",
-    "per_case_long",
-    "plot_dice_boxplot",
-    "plot_val_curves",
-    "rank_scores",
-    "significance_scores",
-    "stability_summary",
-    "summary_grid",
-    "summary_table",
-    "supervision_table",
-    "task_group",
-    "val_curves_figure",
-    "write_tables",
-}
-
-
-def test_the_names_from_before_the_split_are_still_importable_here():
-    # experiments/ablate.py, for one, imports SUPERVISION_PREFIX, per_case_long and write_tables.
-    assert set(tables.__all__) == NAMES_BEFORE_THE_SPLIT
-    assert all(hasattr(tables, name) for name in NAMES_BEFORE_THE_SPLIT)
-
-
-# ---------------------------------------------------------------- summary
 def test_summary_best_follows_the_same_direction():
     results = cases("multiclass", "vessels", "assd", ordered("A", "B", "C"))
     summary = summary_table(results)

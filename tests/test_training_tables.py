@@ -6,13 +6,6 @@ import pandas as pd
 import pytest
 
 from experiments.training_tables import complexity_table, supervision_table
-from tests.table_data import label_conditions
-
-
-@pytest.fixture
-def conditions() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``table_data.label_conditions``: N1 > N2 > N3 under three label conditions."""
-    return label_conditions()
 
 
 def test_supervision_table_averages_runs_and_shows_full_labels_as_one(conditions):
