@@ -9,8 +9,9 @@ PHANTOM := data/phantom
 PROFILE ?= quick
 DATA ?= $(PHANTOM)/manifest.csv
 JOBS ?= 1
-# The phantom is generated only when the default data is used.
-DATA_DEPS := $(if $(filter $(PHANTOM)/manifest.csv,$(DATA)),$(PHANTOM)/manifest.csv)
+# The phantom is generated only when the default data is used; its dataset.yaml,
+# written last, marks a complete cohort (a folder from before it is rewritten).
+DATA_DEPS := $(if $(filter $(PHANTOM)/manifest.csv,$(DATA)),$(PHANTOM)/dataset.yaml)
 
 .DEFAULT_GOAL := help
 .PHONY: help install test lint demo ablation-losses ablation-skips ui clean
@@ -35,7 +36,7 @@ test: install ## ruff, then the test suite
 lint: install ## ruff only
 	$(BIN)/ruff check .
 
-$(PHANTOM)/manifest.csv: | install
+$(PHANTOM)/dataset.yaml: | install
 	$(BIN)/versaseg phantom --subjects 12 --out $(PHANTOM) --seed 0
 
 ablation-losses: install $(DATA_DEPS) ## the loss study: 5 tasks x 12 losses, then ranked tables (DATA=, PROFILE=, JOBS=)

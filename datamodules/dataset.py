@@ -31,6 +31,8 @@ from datamodules.tasks import check_class_map
 
 DESCRIPTION_NAME = "dataset.yaml"
 _KEYS = ("name", "channels", "class_map", "thin_structures")
+# Manifest columns and the keys the data module adds to every subject and batch.
+RESERVED_CHANNELS = ("subject", "label", "split", "mask", "sampling", "distance", "image")
 
 
 class DatasetDescriptionError(ManifestError):
@@ -64,6 +66,11 @@ class DatasetDescription:
         object.__setattr__(self, "thin_structures", tuple(self.thin_structures))
         if not self.channels or not all(isinstance(c, str) and c for c in self.channels):
             raise ValueError(f"channels must be a non-empty list of names, got {self.channels}")
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"channels must not repeat a name, got {list(self.channels)}")
+        reserved = [c for c in self.channels if c in RESERVED_CHANNELS]
+        if reserved:
+            raise ValueError(f"channels {reserved} are reserved names {list(RESERVED_CHANNELS)}")
         check_class_map(self.class_map)
         unknown = [name for name in self.thin_structures if name not in self.class_map.values()]
         if unknown:

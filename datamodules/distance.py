@@ -12,11 +12,11 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 from scipy import ndimage
 
+from datamodules.labels import read_label
 from datamodules.tasks import index_volume
 
 
@@ -71,8 +71,7 @@ def distance_maps_for(
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
-    labels = np.asarray(nib.load(path).dataobj)
-    labels = index_volume(labels.reshape(labels.shape[:3]), to_index)
+    labels = index_volume(read_label(path), to_index)
     maps = torch.from_numpy(signed_distance_maps(labels, num_classes))
     _cache[key] = maps
     while sum(t.nbytes for t in _cache.values()) > CACHE_BYTES and len(_cache) > 1:

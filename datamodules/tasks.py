@@ -15,6 +15,8 @@ from numbers import Integral
 import numpy as np
 
 BACKGROUND = "background"
+# `mean` would collide with the per-class means logged beside the structures (val/dice_mean).
+RESERVED_NAMES = (BACKGROUND, "mean")
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,14 @@ def parse_task(task: str, class_map: Mapping[int, str]) -> Task:
 def check_class_map(class_map: Mapping[int, str]) -> None:
     """Raise a ValueError for an empty map, a bad label value or a bad structure name."""
     if not class_map:
-        raise ValueError("class_map is empty; name at least one structure, e.g. {1: cerebrum}")
+        raise ValueError("class_map is empty; name at least one structure, e.g. {1: liver}")
     for value, name in class_map.items():
         if isinstance(value, bool) or not isinstance(value, Integral) or value <= 0:
             raise ValueError(f"class_map label values must be positive integers, got {value!r}")
-        if not isinstance(name, str) or name == BACKGROUND or not name.isidentifier():
+        if not isinstance(name, str) or name in RESERVED_NAMES or not name.isidentifier():
             raise ValueError(
                 f"class_map name {name!r} for label {value} must be a non-empty identifier "
-                f"other than {BACKGROUND!r} (it becomes a metric name)"
+                f"other than {list(RESERVED_NAMES)} (it becomes a metric name)"
             )
     if len(set(class_map.values())) != len(class_map):
         raise ValueError(f"class_map names must be unique, got {dict(class_map)}")

@@ -4,13 +4,15 @@ Every variant of an ablation file (``experiments.ablation_file``) is trained and
 tested as an MLflow child run of one parent run per ablation, profile, data and
 ``--set`` settings. Each child carries the tags ``ablation``, ``variant``,
 ``config_hash`` and one ``axis.<name>`` per axis. Its config layers (method,
-budget, settings) are written to ``reports/<ablation>/configs/<variant>/``, so a
-variant can be rerun by hand.
+budget, settings) are written to ``reports/<ablation>/configs/<variant>/``.
 
 Re-running the same command skips variants that already have a FINISHED run
 with the same config hash and reruns FAILED or KILLED ones, so an interrupted
 ablation resumes where it stopped. A failing variant does not stop the others;
 the command exits non-zero at the end with a summary.
+
+The layers show what each level set; the run's logged ``config.yaml`` is the
+resolved config and reruns the variant exactly (``versaseg fit --config config.yaml``).
 
 Run: ``versaseg ablate experiments/ablations/losses.yaml [--profile quick] [--data CSV]
 [--set key=value ...] [--jobs N] [--seeds 1 2] [--print_config [VARIANT]]``
@@ -72,6 +74,38 @@ def config_hash(
     return hashlib.sha256(encoded).hexdigest()[:16]
 
 
+# Keys the runner sets itself, from its own options; elsewhere they would be ignored
+# or would disagree with the description the grid and the hashes were built from.
+RUNNER_KEYS = {
+    "data.manifest": "--data",
+    "data.dataset": "--dataset",
+    "data.class_map": "the dataset description (--dataset)",
+    "seed_everything": "the file's `seeds` or --seeds",
+    "test_after_fit": "the runner (it always tests)",
+    "trainer.logger": "the runner (it tags every child run)",
+}
+
+
+def check_settings(ablation: Ablation, settings: Mapping[str, Any]) -> None:
+    """Refuse settings the runner decides itself, naming where they come from instead.
+
+    Raises:
+        AblationError: naming the key, where it was set and what sets it.
+    """
+    sources = {"--set": settings, "overrides": ablation.overrides}
+    sources |= {f"budgets.{p}": budget for p, budget in ablation.budgets.items()}
+    for axis, entries in ablation.grid.items():
+        sources |= {f"grid.{axis}.{name}": entry for name, entry in entries.items()}
+    for source, overrides in sources.items():
+        for key in overrides:
+            owner = next((k for k in RUNNER_KEYS if key == k or key.startswith(k + ".")), None)
+            if owner is not None:
+                raise AblationError(
+                    f"ablation {ablation.name}: {source} sets {key!r}, which comes from "
+                    f"{RUNNER_KEYS[owner]}"
+                )
+
+
 def run_variant(arguments: list[str], log_path: Path) -> tuple[int, str, float]:
     """Train one variant in this process; returns (exit status, error text, seconds).
 
@@ -128,6 +162,7 @@ class AblationRunner:
             raise AblationError(str(error)) from error
         if jobs < 1:
             raise AblationError(f"--jobs must be at least 1, got {jobs}")
+        check_settings(ablation, settings or {})
         self.ablation = ablation
         self.profile = profile
         self.manifest = manifest
@@ -135,14 +170,15 @@ class AblationRunner:
         self.settings = dict(settings or {})
         self.jobs = jobs
         self.reports = reports or Path("reports") / ablation.name
+        self.description = load_description(manifest, dataset)
         self.runs = AblationRuns(
             ablation=ablation.name,
             experiment=ablation.experiment,
             profile=profile,
             manifest=manifest,
             settings=self.settings,
+            dataset=self.description.to_dict(),
         )
-        self.description = load_description(manifest, dataset)
         # Reads every file of the manifest once: a missing one fails here, not 60 times.
         records = read_manifest(manifest, self.description.channels, require_label=False)
         fingerprint = manifest_fingerprint(manifest, records)

@@ -188,7 +188,13 @@ def dataset_entries(
             expanded[name] = overrides
             continue
         for structure in structures:
-            expanded[name.replace(STRUCTURE, structure)] = _substituted(overrides, structure)
+            expanded_name = name.replace(STRUCTURE, structure)
+            if expanded_name in entries:
+                raise AblationError(
+                    f"grid entry {name!r} for structure {structure!r} is named "
+                    f"{expanded_name!r}, like an entry the axis already has"
+                )
+            expanded[expanded_name] = _substituted(overrides, structure)
     return expanded
 
 

@@ -29,19 +29,26 @@ class AblationRuns:
         profile: str,
         manifest: str,
         settings: Mapping[str, Any],
+        dataset: Mapping[str, Any],
     ) -> None:
         self.ablation = ablation
         self.experiment = experiment
         self.profile = profile
         self.manifest = manifest
         self.settings = dict(settings)
+        self.dataset = dict(dataset)
         self.client = mlflow.MlflowClient(default_tracking_uri())
         self._experiment_id: str | None = None
 
     @property
-    def settings_hash(self) -> str:
-        """A short digest of the ``--set`` settings: one parent run per set of them."""
-        encoded = json.dumps(self.settings, sort_keys=True, default=str).encode()
+    def scope_hash(self) -> str:
+        """A digest of the ``--set`` settings and the dataset description.
+
+        One parent run per ablation, profile, manifest and scope: two descriptions of
+        one manifest, or two sets of settings, never share (and overwrite) tables.
+        """
+        scope = {"settings": self.settings, "dataset": self.dataset}
+        encoded = json.dumps(scope, sort_keys=True, default=str).encode()
         return hashlib.sha256(encoded).hexdigest()[:12]
 
     def experiment_id(self) -> str:
@@ -71,7 +78,7 @@ class AblationRuns:
         found = self.search(
             f"tags.ablation_role = 'parent' and tags.profile = '{self.profile}' "
             f"and tags.manifest = '{Path(self.manifest).resolve()}' "
-            f"and tags.settings_hash = '{self.settings_hash}'",
+            f"and tags.scope_hash = '{self.scope_hash}'",
             max_results=1,
         )
         return found[0].info.run_id if found else None
@@ -90,8 +97,8 @@ class AblationRuns:
                 "ablation_role": "parent",
                 "profile": self.profile,
                 "manifest": str(Path(self.manifest).resolve()),
-                "settings_hash": self.settings_hash,
-                "settings": json.dumps(self.settings, sort_keys=True)[:5000],
+                "scope_hash": self.scope_hash,
+                "settings": json.dumps(self.settings, sort_keys=True, default=str)[:5000],
                 "thread": self.experiment,
             },
         )

@@ -321,4 +321,43 @@ def test_set_is_part_of_the_variant_hash(in_tmp, phantom_manifest):
     )
     assert len({v.config_hash for v in plain.variants}) == 4
     assert not {v.config_hash for v in plain.variants} & {v.config_hash for v in changed.variants}
-    assert plain.runs.settings_hash != changed.runs.settings_hash
+    assert plain.runs.scope_hash != changed.runs.scope_hash
+
+
+@pytest.mark.parametrize(
+    ("settings", "overrides", "message"),
+    [
+        ({"data.manifest": "other.csv"}, {}, "--set sets 'data.manifest', which comes from --data"),
+        ({"seed_everything": 1}, {}, "comes from the file's `seeds` or --seeds"),
+        ({"trainer.logger.init_args.tags": {}}, {}, "it tags every child run"),
+        ({}, {"data.class_map": {1: "a"}}, "overrides sets 'data.class_map'"),
+    ],
+)
+def test_keys_the_runner_sets_are_refused(in_tmp, phantom_manifest, settings, overrides, message):
+    from experiments.ablate import AblationRunner
+
+    path = write_ablation(in_tmp)
+    study = yaml.safe_load(path.read_text())
+    study["overrides"].update(overrides)
+    path.write_text(yaml.safe_dump(study))
+    with pytest.raises(AblationError, match=message):
+        AblationRunner(
+            load_ablation(path), profile="smoke", manifest=str(phantom_manifest), settings=settings
+        )
+
+
+def test_the_dataset_description_is_part_of_the_hash_and_the_parent(in_tmp, phantom_manifest):
+    from experiments.ablate import AblationRunner
+
+    study = load_ablation(write_ablation(in_tmp))
+    described = yaml.safe_load((phantom_manifest.parent / "dataset.yaml").read_text())
+    other = in_tmp / "no_thin.yaml"
+    other.write_text(yaml.safe_dump({**described, "thin_structures": []}))
+    plain = AblationRunner(study, profile="smoke", manifest=str(phantom_manifest))
+    again = AblationRunner(study, profile="smoke", manifest=str(phantom_manifest))
+    changed = AblationRunner(
+        study, profile="smoke", manifest=str(phantom_manifest), dataset=str(other)
+    )
+    assert [v.config_hash for v in plain.variants] == [v.config_hash for v in again.variants]
+    assert not {v.config_hash for v in plain.variants} & {v.config_hash for v in changed.variants}
+    assert plain.runs.scope_hash != changed.runs.scope_hash

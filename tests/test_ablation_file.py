@@ -75,3 +75,9 @@ def test_profiles_state_budgets_not_networks():
     for path in PROFILES.glob("*.yaml"):
         content = yaml.safe_load(path.read_text())
         assert set(content) <= {"profile", "trainer", "data"}, path.name
+
+
+def test_an_expanded_entry_may_not_take_an_existing_name(tmp_path):
+    study = load_ablation(study_file(tmp_path))
+    with pytest.raises(AblationError, match="named 'multiclass', like an entry"):
+        expand(study, structures=("gland", "multiclass"))

@@ -44,6 +44,9 @@ def test_a_written_description_reads_back(tmp_path):
         ({"channels": "t1", "class_map": {1: "a"}}, "expected a list of names"),
         ({"channels": ["t1"], "class_map": {0: "a"}}, "positive integers"),
         ({"channels": ["t1"], "class_map": {1: "a"}, "thin_structures": ["b"]}, r"\['b'\]"),
+        ({"channels": ["t1", "t1"], "class_map": {1: "a"}}, "must not repeat a name"),
+        ({"channels": ["t1", "label"], "class_map": {1: "a"}}, r"\['label'\] are reserved"),
+        ({"channels": ["t1"], "class_map": {1: "mean"}}, r"other than \['background', 'mean'\]"),
     ],
 )
 def test_a_bad_description_names_its_file_and_problem(tmp_path, content, message):
