@@ -121,7 +121,7 @@ def load_description(manifest: str | Path, dataset: str | Path | None = None) ->
         raise DatasetDescriptionError(
             f"dataset description {path} does not exist: write one beside the manifest "
             f"(channels, class_map, thin_structures; see docs/experiments.md) or name it "
-            "with --data.dataset"
+            "(versaseg fit --data.dataset FILE, versaseg ablate --dataset FILE)"
         )
     try:
         content = yaml.safe_load(path.read_text())

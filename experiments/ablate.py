@@ -21,6 +21,7 @@ Run: ``versaseg ablate experiments/ablations/losses.yaml [--profile quick] [--da
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import time
@@ -264,9 +265,27 @@ class AblationRunner:
             if done.code not in (0, None):
                 raise
 
+    def check_config(self) -> None:
+        """Parse the first variant's config before anything trains.
+
+        A mistyped ``--set`` key or a bad value in the shared layers would fail every
+        variant one by one; here it stops the ablation with one error instead.
+
+        Raises:
+            AblationError: with the parser's message.
+        """
+        from experiments.fit import ConfigError
+
+        try:
+            with redirect_stdout(io.StringIO()):
+                self.print_config()
+        except ConfigError as error:
+            raise AblationError(f"ablation {self.ablation.name}: {error}") from error
+
     # ----------------------------------------------------------------- run
     def run(self) -> list[tuple[Variant, str]]:
         """Train every pending variant; returns the (variant, error) of failures."""
+        self.check_config()
         parent_run_id = self.runs.parent_run()
         failures: list[tuple[Variant, str]] = []
         status = "FAILED"

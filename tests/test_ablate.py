@@ -361,3 +361,13 @@ def test_the_dataset_description_is_part_of_the_hash_and_the_parent(in_tmp, phan
     assert [v.config_hash for v in plain.variants] == [v.config_hash for v in again.variants]
     assert not {v.config_hash for v in plain.variants} & {v.config_hash for v in changed.variants}
     assert plain.runs.scope_hash != changed.runs.scope_hash
+
+
+def test_a_mistyped_setting_stops_the_ablation_before_any_run(in_tmp, phantom_manifest, capsys):
+    study = write_ablation(in_tmp)
+    command = ["ablate", str(study), "--profile", "smoke", "--data", str(phantom_manifest)]
+    assert main([*command, "--set", "trainer.max_epoch=2"]) == 2
+    error = capsys.readouterr().err
+    assert "ablation tiny: invalid configuration" in error and "max_epoch" in error
+    client = mlflow.MlflowClient(default_tracking_uri())
+    assert client.get_experiment_by_name("tiny") is None  # no parent, no child run
