@@ -24,11 +24,10 @@ from datamodules.manifest import ManifestError, SubjectRecord
 from datamodules.tasks import Task
 from datamodules.weak_labels import (
     WeakLabelMode,
-    apply_weak_label,
+    draw_weak_label,
     draws_to_records,
     label_dice,
     resolve_modes,
-    sample_weak_label,
 )
 
 
@@ -101,8 +100,7 @@ class WeakSupervision:
             # Seeded by name, so a subject's weak label is the same in every split.
             seed = (self.seed << 32) + zlib.crc32(record.subject.encode())
             try:
-                draws = sample_weak_label(truth, self.modes, seed=seed)
-                weak, mask = apply_weak_label(truth, draws)
+                weak, mask, draws = draw_weak_label(truth, self.modes, seed=seed)
             except ValueError as error:
                 raise ManifestError(
                     f"{where}: weak labels {self.specs} do not apply: {error}"

@@ -124,10 +124,13 @@ def resolve_modes(
     ]
 
 
-def _run(
-    label: np.ndarray, modes: Sequence[ModeSpec], seed: int
+def draw_weak_label(
+    label: np.ndarray, modes: Sequence[ModeSpec], *, seed: int
 ) -> tuple[np.ndarray, np.ndarray, tuple[WeakLabelDraw, ...]]:
-    """Sample and apply each mode in turn; mode ``i`` draws from ``default_rng([seed, i])``."""
+    """``(weak_label, mask, draws)`` in one pass: the weak label and the draws that replay it.
+
+    Each mode is sampled and applied in turn; mode ``i`` draws from ``default_rng([seed, i])``.
+    """
     label = checked_label(label)
     seed = integer("simulate_weak_label", "seed", seed, minimum=0)
     parsed = [parse_mode(spec) for spec in _spec_list(modes)]
@@ -161,7 +164,7 @@ def simulate_weak_label(
         >>> int(simulate_weak_label(truth, ["sparse:2"], seed=0)[1].sum())
         32
     """
-    weak, mask, _ = _run(label, modes, seed)
+    weak, mask, _ = draw_weak_label(label, modes, seed=seed)
     return weak, mask
 
 
@@ -169,7 +172,7 @@ def sample_weak_label(
     label: np.ndarray, modes: Sequence[ModeSpec], *, seed: int
 ) -> tuple[WeakLabelDraw, ...]:
     """The draws `simulate_weak_label` makes for these arguments, to record and replay."""
-    return _run(label, modes, seed)[2]
+    return draw_weak_label(label, modes, seed=seed)[2]
 
 
 def apply_weak_label(
