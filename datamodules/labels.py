@@ -162,3 +162,22 @@ def _check_integral(
 
 
 __all__ = ["integer_labels", "integral_mask", "read_label", "torchio_label_reader"]
+
+
+def save_label(path: str | Path, values: np.ndarray, affine: np.ndarray) -> Path:
+    """Write a label map of file label values as NIfTI, aligned to ``affine``.
+
+    The affine is set as qform and sform (code 1, scanner) and units are mm, so the file
+    overlays its image in ITK-SNAP or 3D Slicer; uint8 when the values fit, else uint16.
+    """
+    values = np.asarray(values)
+    dtype = np.uint8 if values.max(initial=0) < 256 else np.uint16
+    affine = np.asarray(affine, dtype=np.float64)
+    image = nib.Nifti1Image(values.astype(dtype), affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    image.header.set_xyzt_units("mm")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(image, path)
+    return path

@@ -53,11 +53,13 @@ class Collate:
         self.channels = tuple(channels)
         self.spatial_dims = spatial_dims
 
-    def patches(self, patches: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def patches(self, patches: list[dict[str, Any]]) -> dict[str, Any]:
         """Stack TorchIO patches into ``image (B, C, *spatial)``, ``label (B, *spatial)``.
 
         With distance maps, also ``distance (B, K, *spatial)``; with weak labels,
-        ``mask (B, *spatial)`` (1 = labelled).
+        ``mask (B, *spatial)`` (1 = labelled). ``subject`` (names) and ``location``
+        (``(B, 6)``: first and past-last voxel of each patch in its volume) say where
+        each patch came from, for modules that treat slices differently.
         """
         batch = {
             "image": torch.stack([self.image(patch) for patch in patches]),
@@ -69,6 +71,8 @@ class Collate:
             batch["mask"] = torch.stack([patch["mask"][tio.DATA][0] for patch in patches]).float()
         if self.spatial_dims == 2:
             batch = {key: value.squeeze(-1) for key, value in batch.items()}
+        batch["subject"] = [patch["subject"] for patch in patches]
+        batch["location"] = torch.stack([torch.as_tensor(patch[tio.LOCATION]) for patch in patches])
         return batch
 
     def volume(self, subjects: list[tio.Subject]) -> dict[str, Any]:

@@ -127,6 +127,25 @@ class WeakSupervision:
             key: float(np.nanmean([score[key] for score in scores])) for key in scores[0]
         }
 
+    def restrict(self, subject: str, keep: np.ndarray) -> None:
+        """Unlabel a subject's voxels outside ``keep`` and recompute where patches may go.
+
+        For a module that trains on part of the weak label only (label cleansing's
+        selected slices), so that no training patch falls where it has no loss.
+
+        Raises:
+            ValueError: no training patch can be centred on what is left.
+        """
+        drawn = self.labels[subject]
+        mask = (drawn.mask * (np.asarray(keep) > 0)).astype(drawn.mask.dtype)
+        sampling = self.sampling_map(drawn.label, mask)
+        if not sampling[self._centre_region(mask.shape)].any():
+            raise ValueError(
+                f"subject {subject!r}: the kept part of its weak label leaves no place for a "
+                f"training patch of size {list(self.patch_shape)}"
+            )
+        self.labels[subject] = WeakLabel(drawn.label, mask, sampling, drawn.draws)
+
     @property
     def records(self) -> dict[str, list[dict[str, Any]]]:
         """Subject -> its recorded draws (JSON-ready), to replay with ``apply_weak_label``."""

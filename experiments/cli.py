@@ -7,6 +7,9 @@ Usage::
                  [--data.manifest CSV] [--trainer.max_epochs N] [--test_after_fit true]
     versaseg test --config ... --ckpt_path CKPT
     versaseg predict --config ... --ckpt_path CKPT --data.manifest CSV
+    versaseg cleanse --method network|raw|nearest|shape|contour --output DIR
+                     --config experiments/configs/baseline.yaml
+                     --config experiments/configs/cleansing.yaml [--profile ...] [fit flags]
     versaseg ui [--port 5000]
     versaseg feature-maps compare RUN_A RUN_B --layer NAME [--epoch N] [--out PNG]
 
@@ -160,9 +163,27 @@ USAGE = """usage: versaseg {fit,validate,test,predict,phantom,ablate,tables,ui,f
   phantom                           write a synthetic head phantom cohort
   ablate                            run an ablation (experiments/ablations/*.yaml)
   tables                            an ablation's tables from its MLflow runs
+  cleanse                           stage 1 of label cleansing: reconstructed training labels
   ui                                serve the MLflow UI of ./mlruns on 127.0.0.1
   feature-maps compare              one layer's feature maps of two runs, side by side
 """
+
+
+def cleanse_main(args: Sequence[str]) -> None:
+    """``versaseg cleanse``: stage 1 of the label-cleansing thread (``experiments.cleanse``)."""
+    from experiments.cleanse import METHODS, run_stage
+
+    parser = argparse.ArgumentParser(
+        prog="versaseg cleanse",
+        description="Reconstruct the training labels from weak ones and write them as a "
+        "cohort (manifest.csv + dataset.yaml); other options are versaseg fit's.",
+    )
+    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--output", required=True, help="folder of the new cohort")
+    options, rest = parser.parse_known_args(args)
+    # apply_profile works on a subcommand line; the stage parses without one.
+    arguments = apply_profile(["fit", *rest])[1:]
+    run_stage(arguments, method=options.method, output=options.output)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ablate_main(args[1:], train=args[0] == "ablate")
         elif args[0] == "feature-maps":
             return feature_maps_main(args[1:])
+        elif args[0] == "cleanse":
+            cleanse_main(args[1:])
         else:
             run_lightning(apply_profile(args))
     except SIGTERMException:

@@ -46,7 +46,9 @@ class ConfigError(ValueError):
 class VersasegCLI(LightningCLI):
     """LightningCLI with the shared data module, linked shapes and MLflow tracking."""
 
-    def __init__(self, args: Sequence[str] | None = None, *, exit_on_error: bool = True) -> None:
+    def __init__(
+        self, args: Sequence[str] | None = None, *, exit_on_error: bool = True, run: bool = True
+    ) -> None:
         # exit_on_error=False: a bad argument raises instead of exiting, so that a
         # caller such as the ablation runner can record it and carry on.
         parser_kwargs = {
@@ -63,6 +65,7 @@ class VersasegCLI(LightningCLI):
             },
             parser_kwargs={"exit_on_error": exit_on_error, **parser_kwargs},
             args=args,
+            run=run,
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -224,10 +227,19 @@ def run_lightning(args: Sequence[str]) -> None:
         ManifestError: the data (manifest, files or dataset description) is unusable.
         ConfigError: an argument or config value is.
     """
+    parse_cli(args)
+
+
+def parse_cli(args: Sequence[str], *, run: bool = True) -> VersasegCLI:
+    """``VersasegCLI`` over ``args``, run as a subcommand or (``run=False``) only built.
+
+    Raises:
+        ConfigError: an argument the parser refuses.
+    """
     # The CLI always passes its (profile-expanded) arguments explicitly.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
     try:
-        VersasegCLI(list(args), exit_on_error=False)
+        return VersasegCLI(list(args), exit_on_error=False, run=run)
     except argparse.ArgumentError as error:
         raise ConfigError(f"invalid configuration: {error}") from error

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import nibabel as nib
 import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from datamodules.contract import SegmentationData
+from datamodules.labels import save_label
 
 
 class NiftiPredictionWriter(BasePredictionWriter):
@@ -42,14 +42,9 @@ class NiftiPredictionWriter(BasePredictionWriter):
     ) -> None:
         data: SegmentationData = trainer.datamodule
         label_values = np.asarray(data.task.label_values, dtype=np.uint16)
-        labels = label_values[prediction["prediction"].numpy()]
-        dtype = np.uint8 if label_values.max() < 256 else np.uint16
-        affine = prediction["affine"].numpy().astype(np.float64)
-        image = nib.Nifti1Image(labels.astype(dtype), affine)
-        image.set_qform(affine, code=1)
-        image.set_sform(affine, code=1)
-        image.header.set_xyzt_units("mm")
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        path = self.output_dir / f"{prediction['subject']}_label.nii.gz"
-        nib.save(image, path)
+        path = save_label(
+            self.output_dir / f"{prediction['subject']}_label.nii.gz",
+            label_values[prediction["prediction"].numpy()],
+            prediction["affine"].numpy(),
+        )
         self.written.append(path)
