@@ -14,7 +14,7 @@ JOBS ?= 1
 DATA_DEPS := $(if $(filter $(PHANTOM)/manifest.csv,$(DATA)),$(PHANTOM)/dataset.yaml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint demo ablation-losses ablation-skips ui clean
+.PHONY: help install test lint demo ablation-losses ablation-skips ablation-cleansing ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,10 @@ ablation-losses: install $(DATA_DEPS) ## the loss study: 5 tasks x 12 losses, th
 
 ablation-skips: install $(DATA_DEPS) ## skip connections under weak labels: 4 networks x 6 label conditions (DATA=, PROFILE=, JOBS=)
 	$(BIN)/versaseg ablate experiments/ablations/skips.yaml --profile $(PROFILE) \
+		--data $(DATA) --jobs $(JOBS)
+
+ablation-cleansing: install $(DATA_DEPS) ## label cleansing: 6 label conditions x 8 ways to training labels, two stages each (DATA=, PROFILE=, JOBS=)
+	$(BIN)/versaseg ablate experiments/ablations/cleansing.yaml --profile $(PROFILE) \
 		--data $(DATA) --jobs $(JOBS)
 
 demo: install $(DATA_DEPS) ## train + test the baseline U-Net once (PROFILE=quick), print a Dice table

@@ -9,7 +9,7 @@ with the data it points at.
 
 >>> from datamodules.manifest import SubjectRecord
 >>> folder = getfixture("tmp_path")
->>> record = SubjectRecord("s1", {"t1": folder / "s1_t1.nii.gz"}, folder / "s1_label.nii.gz")
+>>> record = SubjectRecord("s1", {"t1": folder / "s1_t1.nii.gz"}, folder / "s1_label.nii.gz", None)
 >>> manifest = write_stage_output(
 ...     folder / "out", {"train": [record]}, {"s1": folder / "out" / "s1_label.nii.gz"},
 ...     DatasetDescription(("t1",), {1: "gland"}))

@@ -34,12 +34,20 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TextIO
 
+import mlflow
 import yaml
 
 from datamodules.dataset import DatasetDescription, load_description
 from datamodules.manifest import manifest_fingerprint, read_manifest
 from experiments.ablation_file import Ablation, AblationError, Variant, expand, nested
 from experiments.ablation_runs import AblationRuns
+from experiments.ablation_stages import (
+    Stage1Plan,
+    has_stage1,
+    run_stage1,
+    split_overrides,
+    stage_hash,
+)
 from experiments.profiles import UnknownProfileError, profile_path
 
 
@@ -61,8 +69,10 @@ def config_hash(
     (it is the ``git_commit`` tag of each run): rerunning after a code change is a
     decision, not a default.
     """
+    stage1 = ablation.stage1_config if has_stage1(variant.overrides) else None
     payload = {
         "config": ablation.config.read_text(),
+        "stage1_config": stage1.read_text() if stage1 else None,
         "profile": profile_path(profile).read_text(),
         "overrides": variant.overrides,
         "budget": ablation.budgets.get(profile, {}),
@@ -107,18 +117,39 @@ def check_settings(ablation: Ablation, settings: Mapping[str, Any]) -> None:
                 )
 
 
-def run_variant(arguments: list[str], log_path: Path) -> tuple[int, str, float]:
+def run_variant(
+    arguments: list[str],
+    log_path: Path,
+    stage1: Stage1Plan | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> tuple[int, str, float]:
     """Train one variant in this process; returns (exit status, error text, seconds).
 
-    What the run prints goes to ``log_path``, so the ablation's own output stays
-    one line per variant.
+    With a ``stage1`` plan, its first stage runs (or is reused) first and the variant
+    trains on the cohort it wrote, tagged with ``upstream_run``. What the runs print
+    goes to ``log_path``, so the ablation's own output stays one line per variant.
     """
     from experiments.fit import run_lightning
+    from experiments.tracking import default_tracking_uri
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with log_path.open("w") as log, quiet(log):
         try:
+            if stage1 is not None:
+                client = mlflow.MlflowClient(default_tracking_uri())
+                manifest, run_id, _ = run_stage1(stage1, client)
+                upstream = {
+                    **(tags or {}),
+                    "upstream_run": run_id,
+                    "stage1_hash": stage1.stage_hash,
+                }
+                arguments = [
+                    *arguments,
+                    "--data.manifest", manifest,
+                    "--data.dataset", str(Path(manifest).parent / "dataset.yaml"),
+                    "--trainer.logger.init_args.tags", json.dumps(upstream),
+                ]  # fmt: skip
             run_lightning(arguments)
             return 0, "", time.time() - started
         except Exception as error:  # one variant's failure must not stop the grid
@@ -182,7 +213,7 @@ class AblationRunner:
         )
         # Reads every file of the manifest once: a missing one fails here, not 60 times.
         records = read_manifest(manifest, self.description.channels, require_label=False)
-        fingerprint = manifest_fingerprint(manifest, records)
+        self.fingerprint = fingerprint = manifest_fingerprint(manifest, records)
         self.variants = [
             Variant(
                 v.name,
@@ -224,17 +255,7 @@ class AblationRunner:
         the variant's entries) < profile < the study's budget for the profile <
         ``--set`` settings < the runner's own flags.
         """
-        folder = self.reports / "configs" / variant.name
-        folder.mkdir(parents=True, exist_ok=True)
-        layers = {
-            "method": variant.overrides,
-            "budget": self.ablation.budgets.get(self.profile, {}),
-            "settings": self.settings,
-        }
-        paths = {}
-        for layer, overrides in layers.items():
-            paths[layer] = folder / f"{layer}.yaml"
-            paths[layer].write_text(yaml.safe_dump(nested(overrides), sort_keys=False))
+        paths = self._write_layers(variant, stage=2)
         dataset = ["--data.dataset", self.dataset] if self.dataset else []
         return [
             "fit",
@@ -254,11 +275,102 @@ class AblationRunner:
             "--trainer.logger.init_args.tags", json.dumps(tags),
         ]  # fmt: skip
 
+    def _layers(self, variant: Variant, stage: int) -> dict[str, dict[str, Any]]:
+        """The method, budget and settings layers of a variant's stage (1 or 2)."""
+        layers = {
+            "method": variant.overrides,
+            "budget": self.ablation.budgets.get(self.profile, {}),
+            "settings": self.settings,
+        }
+        two_stage = has_stage1(variant.overrides)
+        if not two_stage and stage == 2:
+            return {
+                name: {k: v for k, v in layer.items() if not k.startswith("stage1.")}
+                for name, layer in layers.items()
+            }
+        split = {
+            name: split_overrides(layer, two_stage=two_stage) for name, layer in layers.items()
+        }
+        return {name: parts[stage - 1] for name, parts in split.items()}
+
+    def _write_layers(self, variant: Variant, stage: int) -> dict[str, Path]:
+        """Write a stage's layers to ``reports/<ablation>/configs/<variant>/``; their paths."""
+        folder = self.reports / "configs" / variant.name
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for layer, overrides in self._layers(variant, stage).items():
+            if stage == 1:
+                overrides = {k: v for k, v in overrides.items() if k != "method"}
+                layer = f"stage1_{layer}"
+            paths[layer.removeprefix("stage1_")] = folder / f"{layer}.yaml"
+            paths[layer.removeprefix("stage1_")].write_text(
+                yaml.safe_dump(nested(overrides), sort_keys=False)
+            )
+        return paths
+
+    def stage1_plan(self, variant: Variant, parent_run_id: str = "") -> Stage1Plan | None:
+        """The first stage of a two-stage variant (``stage1.method`` set), else None.
+
+        Its layers: base config < the file's stage1 config < method (``data.*`` and
+        ``stage1.*`` keys) < profile < budget < settings < runner flags, as stage 2's.
+        """
+        if not has_stage1(variant.overrides) or self.ablation.stage1_config is None:
+            return None
+        layers = self._layers(variant, stage=1)
+        method = str(layers["method"].get("method"))
+        payload = {
+            "config": self.ablation.config.read_text(),
+            "stage1_config": self.ablation.stage1_config.read_text(),
+            "profile": profile_path(self.profile).read_text(),
+            "layers": layers,
+            "seed": variant.seed,
+            "data": self.fingerprint,
+            "dataset": self.description.to_dict(),
+        }
+        digest = stage_hash(payload)
+        paths = self._write_layers(variant, stage=1)
+        dataset = ["--data.dataset", self.dataset] if self.dataset else []
+        arguments = [
+            "--config", str(self.ablation.config),
+            "--config", str(self.ablation.stage1_config),
+            "--config", str(paths["method"]),
+            "--config", str(profile_path(self.profile)),
+            "--config", str(paths["budget"]),
+            "--config", str(paths["settings"]),
+            "--data.manifest", self.manifest,
+            *dataset,
+            "--seed_everything", str(variant.seed),
+            "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false",
+            "--trainer.logger.init_args.experiment_name", self.ablation.experiment,
+            "--trainer.logger.init_args.run_name", f"{variant.name}.stage1",
+        ]  # fmt: skip
+        tags = {
+            "ablation": self.ablation.name,
+            "ablation_role": "stage1",
+            "stage1_hash": digest,
+            "variant": variant.name,
+            **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}),
+            **{f"axis.{axis}": value for axis, value in variant.axes.items()},
+        }
+        output = self.reports / "stage1" / digest
+        return Stage1Plan(method, arguments, output, digest, tags)
+
     def print_config(self, name: str | None = None) -> None:
         """Print the resolved config of one variant (LightningCLI's ``--print_config``)."""
         from experiments.fit import run_lightning
 
-        arguments = self.fit_arguments(self.variant(name), {})
+        variant = self.variant(name)
+        plan = self.stage1_plan(variant)
+        if plan is not None:
+            print(f"# stage 1: versaseg cleanse --method {plan.method} --output {plan.output}")
+            try:
+                run_lightning(["fit", *plan.arguments, "--print_config"])
+            except SystemExit as done:
+                if done.code not in (0, None):
+                    raise
+            print(f"# stage 2: trains on {plan.output / 'manifest.csv'}")
+        arguments = self.fit_arguments(variant, {})
         try:
             run_lightning([*arguments, "--print_config"])
         except SystemExit as done:  # --print_config exits once it has printed
@@ -294,12 +406,19 @@ class AblationRunner:
             if stale:
                 print(f"marked {stale} run(s) left RUNNING by an earlier, killed process KILLED")
             done = self.runs.finished_runs([v.config_hash for v in self.variants])
-            pending = [v for v in self.variants if v.config_hash not in done]
+            # Variants whose configs are the same (an upper bound under every label
+            # condition) train once and share the run.
+            unique = {v.config_hash: v for v in reversed(self.variants)}
+            pending = [
+                v for v in self.variants if v.config_hash not in done and unique[v.config_hash] is v
+            ]
             total = len(self.variants)
+            shared = total - len(unique)
             print(
-                f"ablation {self.ablation.name}: {total} variants, {total - len(pending)} "
-                f"already finished, {len(pending)} to run (profile {self.profile}, "
-                f"data {self.manifest})",
+                f"ablation {self.ablation.name}: {total} variants"
+                + (f" ({shared} share another's config)" if shared else "")
+                + f", {len(unique) - len(pending)} already finished, {len(pending)} to run "
+                f"(profile {self.profile}, data {self.manifest})",
                 flush=True,
             )
             started = time.time()
@@ -332,14 +451,17 @@ class AblationRunner:
 
     def _train(self, pending: list[Variant], parent_run_id: str) -> Iterator[tuple]:
         """Yield ``(variant, exit status, error, seconds)`` as variants finish."""
-        jobs = [
-            (variant, self.fit_arguments(variant, self.runs.child_tags(variant, parent_run_id)))
-            for variant in pending
-        ]
+        jobs = []
+        for variant in pending:
+            tags = self.runs.child_tags(variant, parent_run_id)
+            plan = self.stage1_plan(variant, parent_run_id)
+            jobs.append(
+                (variant, (self.fit_arguments(variant, tags), self.log(variant), plan, tags))
+            )
         if self.jobs == 1:
             for variant, arguments in jobs:
                 started = time.time()
-                code, error, seconds = run_variant(arguments, self.log(variant))
+                code, error, seconds = run_variant(*arguments)
                 if code != 0:
                     self.runs.mark_failed(variant, parent_run_id, error, started)
                 yield variant, code, error, seconds
@@ -348,10 +470,7 @@ class AblationRunner:
         started = time.time()
         pool = ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn"))
         try:
-            futures = {
-                pool.submit(run_variant, arguments, self.log(variant)): variant
-                for variant, arguments in jobs
-            }
+            futures = {pool.submit(run_variant, *arguments): variant for variant, arguments in jobs}
             for future in as_completed(futures):
                 variant = futures[future]
                 try:

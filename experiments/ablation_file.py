@@ -39,7 +39,9 @@ from experiments.profiles import PROFILES_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED_KEYS = ("name", "config", "grid")
-KNOWN_KEYS = (*REQUIRED_KEYS, "experiment", "seeds", "overrides", "budgets", "tables")
+KNOWN_KEYS = (*REQUIRED_KEYS, "experiment", "seeds", "overrides", "budgets", "tables", "stage1")
+# Keys under this prefix configure a variant's first stage (`stage1:` in the file).
+STAGE1 = "stage1."
 STRUCTURE = "{structure}"
 # `tables:` keys: the axes that make a row label, the axis that holds the task
 # (binary tasks rank together), the axis whose entries become column groups
@@ -75,6 +77,7 @@ class Ablation:
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
+    stage1_config: Path | None = None
 
 
 def load_ablation(path: str | Path) -> Ablation:
@@ -123,6 +126,7 @@ def load_ablation(path: str | Path) -> Ablation:
         raise AblationError(f"ablation file {path}: `seeds` must be a list of integers")
     budgets = _checked_budgets(path, content.get("budgets") or {})
     _check_tables(path, dict(content.get("tables") or {}), grid)
+    stage1_config = _checked_stage1(path, content.get("stage1"), grid)
     return Ablation(
         name=str(content["name"]),
         experiment=str(content.get("experiment", content["name"])),
@@ -133,7 +137,36 @@ def load_ablation(path: str | Path) -> Ablation:
         budgets=budgets,
         tables=dict(content.get("tables") or {}),
         source=path,
+        stage1_config=stage1_config,
     )
+
+
+def _checked_stage1(path: Path, stage1: Any, grid: Mapping[str, Any]) -> Path | None:
+    """``stage1: {config: FILE}``: the config layer of a first stage, if the study has one.
+
+    Grid entries that set ``stage1.method`` run it before training (label cleansing's
+    reconstructed labels); ``stage1.<key>`` configures it.
+    """
+    uses = [
+        f"{axis}.{entry}"
+        for axis, entries in grid.items()
+        for entry, overrides in entries.items()
+        if any(str(key).startswith(STAGE1) for key in overrides)
+    ]
+    if stage1 is None:
+        if uses:
+            raise AblationError(
+                f"ablation file {path}: grid entries {uses} set stage1 keys, but the file has "
+                "no `stage1: {config: ...}`"
+            )
+        return None
+    if not isinstance(stage1, dict) or set(stage1) != {"config"}:
+        raise AblationError(f"ablation file {path}: `stage1` must be {{config: FILE}}")
+    config = Path(stage1["config"])
+    config = config if config.is_absolute() else REPO / config
+    if not config.is_file():
+        raise AblationError(f"ablation file {path}: stage1 config {config} does not exist")
+    return config
 
 
 def _checked_budgets(path: Path, budgets: Any) -> dict[str, dict[str, Any]]:

@@ -156,6 +156,16 @@ def write_reports(runner: AblationRunner) -> Path:
         complexity=complexity,
         sparsity=runner.ablation.tables.get("sparsity"),
     )
+    if runner.ablation.stage1_config is not None:
+        from experiments.cleansing_report import write_cleansing_report
+
+        stage_paths = write_cleansing_report(runner, runner.reports)
+        if "label_quality.md" in stage_paths:
+            report = paths["report.md"]
+            report.write_text(
+                report.read_text() + "\n" + stage_paths["label_quality.md"].read_text()
+            )
+        paths |= stage_paths
     parent = runner.runs.find_parent()
     if parent is not None:
         for path in paths.values():

@@ -110,7 +110,11 @@ def run_stage(arguments: Sequence[str], *, method: str, output: str | Path) -> S
         paths = _write_labels(output, data, labels)
         manifest = write_stage_output(
             output,
-            {split: data.records[split] for split in ("train", "val", "test") if split in data.records},
+            {
+                split: data.records[split]
+                for split in ("train", "val", "test")
+                if split in data.records
+            },
             paths,
             _task_description(data),
         )

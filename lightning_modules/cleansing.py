@@ -189,8 +189,14 @@ class LabelCleansingModule(SegmentationModule):
         if not losses:
             return None  # no patch of this batch lies on a selected slice
         loss = torch.stack(losses).sum()
-        self.log("train/loss", loss / len(losses), on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(batch["label"]))
+        self.log(
+            "train/loss",
+            loss / len(losses),
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(batch["label"]),
+        )
         return loss
 
     # ---------------------------------------------------------- reconstruction
@@ -242,4 +248,3 @@ class LabelCleansingModule(SegmentationModule):
             }
             for subject, groups in self.slice_groups.items()
         }
-
