@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 PHANTOM := data/phantom
 PROFILE ?= quick
 DATA ?= $(PHANTOM)/manifest.csv
-JOBS ?= 1
+# Variants trained side by side (default 1; the cleansing study 2, one core each).
+JOBS ?=
 # The phantom is generated only when the default data is used; its dataset.yaml,
 # written last, marks a complete cohort (a folder from before it is rewritten).
 DATA_DEPS := $(if $(filter $(PHANTOM)/manifest.csv,$(DATA)),$(PHANTOM)/dataset.yaml)
@@ -41,15 +42,15 @@ $(PHANTOM)/dataset.yaml: | install
 
 ablation-losses: install $(DATA_DEPS) ## the loss study: 5 tasks x 12 losses, then ranked tables (DATA=, PROFILE=, JOBS=)
 	$(BIN)/versaseg ablate experiments/ablations/losses.yaml --profile $(PROFILE) \
-		--data $(DATA) --jobs $(JOBS)
+		--data $(DATA) --jobs $(or $(JOBS),1)
 
 ablation-skips: install $(DATA_DEPS) ## skip connections under weak labels: 4 networks x 6 label conditions (DATA=, PROFILE=, JOBS=)
 	$(BIN)/versaseg ablate experiments/ablations/skips.yaml --profile $(PROFILE) \
-		--data $(DATA) --jobs $(JOBS)
+		--data $(DATA) --jobs $(or $(JOBS),1)
 
 ablation-cleansing: install $(DATA_DEPS) ## label cleansing: 6 label conditions x 8 ways to training labels, two stages each (DATA=, PROFILE=, JOBS=)
 	$(BIN)/versaseg ablate experiments/ablations/cleansing.yaml --profile $(PROFILE) \
-		--data $(DATA) --jobs $(JOBS)
+		--data $(DATA) --jobs $(or $(JOBS),2)
 
 demo: install $(DATA_DEPS) ## train + test the baseline U-Net once (PROFILE=quick), print a Dice table
 	$(BIN)/versaseg fit --config experiments/configs/baseline.yaml --profile $(PROFILE) \

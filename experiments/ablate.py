@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
@@ -155,6 +156,13 @@ def run_variant(
         except Exception as error:  # one variant's failure must not stop the grid
             traceback.print_exc(file=log)
             return 1, f"{type(error).__name__}: {error}", time.time() - started
+
+
+def share_cores(threads: int) -> None:
+    """Limit a worker process to ``threads`` torch threads (its share of the machine)."""
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 @contextmanager
@@ -466,9 +474,16 @@ class AblationRunner:
                     self.runs.mark_failed(variant, parent_run_id, error, started)
                 yield variant, code, error, seconds
             return
-        # Separate processes, each variant with its own interpreter state.
+        # Separate processes, each variant with its own interpreter state and its share
+        # of the cores: N torch processes with every core each slow each other down.
         started = time.time()
-        pool = ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn"))
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        pool = ProcessPoolExecutor(
+            self.jobs,
+            mp_context=get_context("spawn"),
+            initializer=share_cores,
+            initargs=(threads,),
+        )
         try:
             futures = {pool.submit(run_variant, *arguments): variant for variant, arguments in jobs}
             for future in as_completed(futures):

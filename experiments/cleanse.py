@@ -37,7 +37,7 @@ import yaml
 
 from datamodules.dataset import DatasetDescription
 from datamodules.labels import read_label, save_label
-from datamodules.manifest import ManifestError
+from datamodules.manifest import ManifestError, manifest_fingerprint, read_manifest
 from datamodules.slice_interpolation import interpolate
 from datamodules.slice_selection import labelled_slices
 from datamodules.stage_output import write_stage_output
@@ -219,6 +219,7 @@ def _track(
     metrics["labels/dice_mean"] = float(means["dice"].mean())
     metrics["stage/seconds"] = seconds
     metrics["stage/seconds_per_subject"] = seconds / max(subjects, 1)
+    metrics["stage/subjects"] = float(subjects)
     logger.log_metrics(metrics, step=0)
     client, run_id = logger.experiment, logger.run_id
     if method != "network":  # a fit records the config itself (ConfigRecorder)
@@ -229,6 +230,12 @@ def _track(
         "stage": "labels",
         "cleansing_method": method,
         "stage_output": str((output / "manifest.csv").resolve()),
+        "stage_output_fingerprint": _fingerprint(output / "manifest.csv", cli.datamodule.channels),
         "stage_complete": "true",
     }.items():
         client.set_tag(run_id, key, value)
+
+
+def _fingerprint(manifest: Path, channels: Sequence[str]) -> str:
+    """The written cohort's ``manifest_fingerprint``, as the runs trained on it record it."""
+    return manifest_fingerprint(manifest, read_manifest(manifest, channels))
