@@ -188,6 +188,7 @@ def contour_interpolation(
     import itk  # 300 MB of wrappers: loaded only by the method that needs them
 
     labelled = _check(label, labelled, axis)
+    axis %= 3  # ITK's axis is counted from the other end
     volume = np.asarray(label)
     values = [int(v) for v in np.unique(np.moveaxis(volume, axis, 0)[labelled]) if v != 0]
     if not values:

@@ -119,7 +119,7 @@ def test_both_stages_are_linked_in_mlflow_and_a_rerun_reuses_stage_one(in_tmp, c
     command = ["ablate", str(path), "--profile", "smoke", "--data", str(cohort)]
     assert main(command) == 0
     client = mlflow.MlflowClient(default_tracking_uri())
-    experiment = client.get_experiment_by_name("cleansing")
+    experiment = client.get_experiment_by_name("cleansing-test")  # the study's name
     runs = client.search_runs([experiment.experiment_id])
     stage1 = {r.data.tags["variant"]: r for r in runs if r.data.tags.get("stage") == "labels"}
     stage2 = {r.data.tags["variant"]: r for r in runs if r.data.tags.get("tested") == "true"}
