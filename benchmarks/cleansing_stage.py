@@ -1,8 +1,9 @@
 """Label cleansing: stage-1 seconds per training subject by method, and its share of the ablation.
 
 Reads the MLflow runs of a finished `make ablation-cleansing` (nothing is trained here):
-each stage-1 run's ``stage/seconds_per_subject`` (reconstruction, plus training for the
-network methods), and the wall time of every stage-1 and stage-2 run of the ablation.
+each stage-1 run's ``stage/seconds`` and ``stage/seconds_per_subject`` (reconstruction,
+plus training for the network methods; ITK's first load included), the wall time of
+every stage-2 run and of the parent run (the whole ablation).
 The peer of a stage 1 is a stage-2 training run of the same ablation: the ratio says how
 many training runs one stage 1 costs.
 
@@ -60,7 +61,7 @@ def main() -> None:
     print(f"machine: {machine}, {os.cpu_count()} cores; profile {options.profile}")
     training = statistics.median(seconds(r) for r in stage2)
     print(f"stage 2 (one training + test run): median {training:.1f} s over {len(stage2)} runs")
-    print(f"{'method':<10} {'runs':>4} {'s/subject':>10} {'run s':>7} {'x stage 2':>9}")
+    print(f"{'method':<10} {'runs':>4} {'s/subject':>10} {'stage s':>7} {'x stage 2':>9}")
     by_method: dict[str, list[mlflow.entities.Run]] = {}
     for run in stage1:
         method = run.data.tags["cleansing_method"]
@@ -69,15 +70,16 @@ def main() -> None:
         by_method.setdefault(name, []).append(run)
     for name, runs in sorted(by_method.items()):
         per_subject = statistics.median(r.data.metrics["stage/seconds_per_subject"] for r in runs)
-        wall = statistics.median(seconds(r) for r in runs)
+        wall = statistics.median(r.data.metrics["stage/seconds"] for r in runs)
         print(
             f"{name:<10} {len(runs):>4} {per_subject:>10.2f} {wall:>7.1f} {wall / training:>9.2f}"
         )
-    total1 = sum(seconds(r) for r in stage1)
+    total1 = sum(r.data.metrics["stage/seconds"] for r in stage1)
     total2 = sum(seconds(r) for r in stage2)
     print(
-        f"share of the ablation's run time in stage 1: {total1 / (total1 + total2):.1%} "
-        f"({total1:.0f} s of {total1 + total2:.0f} s)"
+        f"share of the runs' time in stage 1: {total1 / (total1 + total2):.1%} "
+        f"({total1:.0f} s of {total1 + total2:.0f} s; the parent run, jobs side by side: "
+        f"{seconds(parents[0]):.0f} s)"
     )
 
 

@@ -40,7 +40,14 @@ import yaml
 
 from datamodules.dataset import DatasetDescription, load_description
 from datamodules.manifest import manifest_fingerprint, read_manifest
-from experiments.ablation_file import Ablation, AblationError, Variant, expand, nested
+from experiments.ablation_file import (
+    STAGE1,
+    Ablation,
+    AblationError,
+    Variant,
+    expand,
+    nested,
+)
 from experiments.ablation_runs import AblationRuns
 from experiments.ablation_stages import (
     Stage1Plan,
@@ -110,7 +117,13 @@ def check_settings(ablation: Ablation, settings: Mapping[str, Any]) -> None:
         sources |= {f"grid.{axis}.{name}": entry for name, entry in entries.items()}
     for source, overrides in sources.items():
         for key in overrides:
-            owner = next((k for k in RUNNER_KEYS if key == k or key.startswith(k + ".")), None)
+            if key.startswith(STAGE1) and ablation.stage1_config is None:
+                raise AblationError(
+                    f"ablation {ablation.name}: {source} sets {key!r}, but the study has no "
+                    "stage 1 (`stage1:` in its file)"
+                )
+            bare = key.removeprefix(STAGE1)  # a stage-1 key the runner sets is refused too
+            owner = next((k for k in RUNNER_KEYS if bare == k or bare.startswith(k + ".")), None)
             if owner is not None:
                 raise AblationError(
                     f"ablation {ablation.name}: {source} sets {key!r}, which comes from "
