@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from datamodules.dataset import DatasetDescription
+from datamodules.manifest import SubjectRecord
 from datamodules.tasks import Task
+from datamodules.weak_supervision import WeakSupervision
 
 
 class SegmentationData(Protocol):
@@ -26,6 +28,9 @@ class SegmentationData(Protocol):
         patch_size: the training patch size.
         distance_maps: whether batches carry signed distance maps.
         fingerprint: a digest of the data's content, set by ``load``.
+        records: split name -> its subject records, set by ``load``.
+        weak: the training subjects' weak labels (``WeakSupervision``, which a module
+            may narrow with ``restrict``), None without ``weak_labels``.
     """
 
     manifest: Path
@@ -36,6 +41,8 @@ class SegmentationData(Protocol):
     patch_size: tuple[int, ...]
     distance_maps: bool
     fingerprint: str | None
+    records: dict[str, list[SubjectRecord]]
+    weak: WeakSupervision | None
 
     @property
     def in_channels(self) -> int:

@@ -20,178 +20,28 @@ Run: ``versaseg ablate experiments/ablations/losses.yaml [--profile quick] [--da
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import logging
 import os
 import time
-import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import redirect_stdout
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-import mlflow
 import yaml
 
-from datamodules.dataset import DatasetDescription, load_description
+from datamodules.dataset import load_description
 from datamodules.manifest import manifest_fingerprint, read_manifest
-from experiments.ablation_file import (
-    STAGE1,
-    Ablation,
-    AblationError,
-    Variant,
-    expand,
-    nested,
-)
+from experiments.ablation_config import check_settings, config_hash
+from experiments.ablation_file import Ablation, AblationError, Variant, expand, nested
+from experiments.ablation_jobs import format_duration, run_variant, share_cores
 from experiments.ablation_runs import AblationRuns
-from experiments.ablation_stages import (
-    Stage1Plan,
-    has_stage1,
-    run_stage1,
-    split_overrides,
-    stage_hash,
-)
+from experiments.ablation_stages import Stage1Plan, has_stage1, split_overrides, stage_hash
 from experiments.profiles import UnknownProfileError, profile_path
-
-
-def config_hash(
-    ablation: Ablation,
-    variant: Variant,
-    *,
-    profile: str,
-    settings: Mapping[str, Any],
-    data_fingerprint: str,
-    description: DatasetDescription,
-) -> str:
-    """A digest of everything that decides a variant's result.
-
-    The base config and profile files by content, the method overrides, the
-    study's budget for the profile, the ``--set`` settings, the seed, and the data
-    by content (``manifest_fingerprint`` and the dataset description): change any
-    of them and the variant is trained anew. The code version is not part of it
-    (it is the ``git_commit`` tag of each run): rerunning after a code change is a
-    decision, not a default.
-    """
-    stage1 = ablation.stage1_config if has_stage1(variant.overrides) else None
-    payload = {
-        "config": ablation.config.read_text(),
-        "stage1_config": stage1.read_text() if stage1 else None,
-        "profile": profile_path(profile).read_text(),
-        "overrides": variant.overrides,
-        "budget": ablation.budgets.get(profile, {}),
-        "settings": dict(settings),
-        "seed": variant.seed,
-        "data": data_fingerprint,
-        "dataset": description.to_dict(),
-    }
-    encoded = json.dumps(payload, sort_keys=True, default=str).encode()
-    return hashlib.sha256(encoded).hexdigest()[:16]
-
-
-# Keys the runner sets itself, from its own options; elsewhere they would be ignored
-# or would disagree with the description the grid and the hashes were built from.
-RUNNER_KEYS = {
-    "data.manifest": "--data",
-    "data.dataset": "--dataset",
-    "data.class_map": "the dataset description (--dataset)",
-    "seed_everything": "the file's `seeds` or --seeds",
-    "test_after_fit": "the runner (it always tests)",
-    "trainer.logger": "the runner (it tags every child run)",
-}
-
-
-def check_settings(ablation: Ablation, settings: Mapping[str, Any]) -> None:
-    """Refuse settings the runner decides itself, naming where they come from instead.
-
-    Raises:
-        AblationError: naming the key, where it was set and what sets it.
-    """
-    sources = {"--set": settings, "overrides": ablation.overrides}
-    sources |= {f"budgets.{p}": budget for p, budget in ablation.budgets.items()}
-    for axis, entries in ablation.grid.items():
-        sources |= {f"grid.{axis}.{name}": entry for name, entry in entries.items()}
-    for source, overrides in sources.items():
-        for key in overrides:
-            if key.startswith(STAGE1) and ablation.stage1_config is None:
-                raise AblationError(
-                    f"ablation {ablation.name}: {source} sets {key!r}, but the study has no "
-                    "stage 1 (`stage1:` in its file)"
-                )
-            bare = key.removeprefix(STAGE1)  # a stage-1 key the runner sets is refused too
-            owner = next((k for k in RUNNER_KEYS if bare == k or bare.startswith(k + ".")), None)
-            if owner is not None:
-                raise AblationError(
-                    f"ablation {ablation.name}: {source} sets {key!r}, which comes from "
-                    f"{RUNNER_KEYS[owner]}"
-                )
-
-
-def run_variant(
-    arguments: list[str],
-    log_path: Path,
-    stage1: Stage1Plan | None = None,
-    tags: Mapping[str, str] | None = None,
-) -> tuple[int, str, float]:
-    """Train one variant in this process; returns (exit status, error text, seconds).
-
-    With a ``stage1`` plan, its first stage runs (or is reused) first and the variant
-    trains on the cohort it wrote, tagged with ``upstream_run``. What the runs print
-    goes to ``log_path``, so the ablation's own output stays one line per variant.
-    """
-    from experiments.fit import run_lightning
-    from experiments.tracking import default_tracking_uri
-
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    with log_path.open("w") as log, quiet(log):
-        try:
-            if stage1 is not None:
-                client = mlflow.MlflowClient(default_tracking_uri())
-                manifest, run_id, _ = run_stage1(stage1, client)
-                upstream = {
-                    **(tags or {}),
-                    "upstream_run": run_id,
-                    "stage1_hash": stage1.stage_hash,
-                }
-                arguments = [
-                    *arguments,
-                    "--data.manifest", manifest,
-                    "--data.dataset", str(Path(manifest).parent / "dataset.yaml"),
-                    "--trainer.logger.init_args.tags", json.dumps(upstream),
-                ]  # fmt: skip
-            run_lightning(arguments)
-            return 0, "", time.time() - started
-        except Exception as error:  # one variant's failure must not stop the grid
-            traceback.print_exc(file=log)
-            return 1, f"{type(error).__name__}: {error}", time.time() - started
-
-
-def share_cores(threads: int) -> None:
-    """Limit a worker process to ``threads`` torch threads (its share of the machine)."""
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-@contextmanager
-def quiet(stream: TextIO) -> Iterator[None]:
-    """Send prints, warnings (they go to stderr) and Lightning's log lines to ``stream``."""
-    handler = logging.StreamHandler(stream)
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    saved = [(lg.handlers[:], lg.propagate) for lg in loggers]
-    for lg in loggers:
-        lg.handlers, lg.propagate = [handler], False
-    try:
-        with redirect_stdout(stream), redirect_stderr(stream):
-            yield
-    finally:
-        for lg, (handlers, propagate) in zip(loggers, saved, strict=True):
-            lg.handlers, lg.propagate = handlers, propagate
 
 
 class AblationRunner:
@@ -513,9 +363,3 @@ class AblationRunner:
             raise
         finally:
             pool.shutdown(wait=True)
-
-
-def format_duration(seconds: float) -> str:
-    """``83`` -> ``1m23s``."""
-    minutes, seconds = divmod(round(seconds), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"

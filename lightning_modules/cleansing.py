@@ -64,6 +64,7 @@ class LabelCleansingModule(SegmentationModule):
         self.slice_groups: dict[str, torch.Tensor] = {}
         # subject -> the groups whose networks reconstruct its label
         self.subject_groups: dict[str, tuple[int, ...]] = {}
+        self._prepared_for: SegmentationData | None = None
 
     @property
     def axis(self) -> int:
@@ -76,16 +77,18 @@ class LabelCleansingModule(SegmentationModule):
             ValueError: the data has no weak labels, or a selection cannot apply (naming
                 the subject and the problem).
         """
+        if self._prepared_for is data:
+            return  # the library prepares before fit, Lightning's setup hook again
         super().prepare(data)
-        weak = getattr(data, "weak", None)
+        weak = data.weak
         if weak is None:
             raise ValueError(
                 "LabelCleansingModule trains on weak labels: set data.weak_labels "
                 "(e.g. ['sparse:4'])"
             )
         records = data.records.get("train", [])
-        drawn = weak.labels if weak.labels else None
-        if drawn is None:
+        drawn = weak.labels
+        if not drawn:
             raise ValueError("LabelCleansingModule needs the data loaded for fit")
         folds = self.selection.folds
         self.slice_groups.clear()
@@ -115,6 +118,7 @@ class LabelCleansingModule(SegmentationModule):
         n_groups = folds * (len(records) if self.scope == "subject" else 1)
         while len(self.networks) < n_groups:
             self.networks.append(self._new_network())
+        self._prepared_for = data
 
     def _subsets(self, subject: str, mask: np.ndarray) -> list[tuple[int, ...]]:
         seed = (self.selection_seed << 32) + zlib.crc32(subject.encode())

@@ -1,0 +1,90 @@
+"""Running one ablation variant in a process: its stages, its output, its share of the cores.
+
+``run_variant`` trains one variant (after its first stage, if it has one) with what it
+prints sent to the variant's log; ``share_cores`` limits a worker process of ``--jobs N``
+to its share of the machine's cores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import TextIO
+
+import mlflow
+
+from experiments.ablation_stages import Stage1Plan, run_stage1
+
+
+def run_variant(
+    arguments: list[str],
+    log_path: Path,
+    stage1: Stage1Plan | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> tuple[int, str, float]:
+    """Train one variant in this process; returns (exit status, error text, seconds).
+
+    With a ``stage1`` plan, its first stage runs (or is reused) first and the variant
+    trains on the cohort it wrote, tagged with ``upstream_run``. What the runs print
+    goes to ``log_path``, so the ablation's own output stays one line per variant.
+    """
+    from experiments.fit import run_lightning
+    from experiments.tracking import default_tracking_uri
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with log_path.open("w") as log, quiet(log):
+        try:
+            if stage1 is not None:
+                client = mlflow.MlflowClient(default_tracking_uri())
+                manifest, run_id, _ = run_stage1(stage1, client)
+                upstream = {
+                    **(tags or {}),
+                    "upstream_run": run_id,
+                    "stage1_hash": stage1.stage_hash,
+                }
+                arguments = [
+                    *arguments,
+                    "--data.manifest", manifest,
+                    "--data.dataset", str(Path(manifest).parent / "dataset.yaml"),
+                    "--trainer.logger.init_args.tags", json.dumps(upstream),
+                ]  # fmt: skip
+            run_lightning(arguments)
+            return 0, "", time.time() - started
+        except Exception as error:  # one variant's failure must not stop the grid
+            traceback.print_exc(file=log)
+            return 1, f"{type(error).__name__}: {error}", time.time() - started
+
+
+def share_cores(threads: int) -> None:
+    """Limit a worker process to ``threads`` torch threads (its share of the machine)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+@contextmanager
+def quiet(stream: TextIO) -> Iterator[None]:
+    """Send prints, warnings (they go to stderr) and Lightning's log lines to ``stream``."""
+    handler = logging.StreamHandler(stream)
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    saved = [(lg.handlers[:], lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.handlers, lg.propagate = [handler], False
+    try:
+        with redirect_stdout(stream), redirect_stderr(stream):
+            yield
+    finally:
+        for lg, (handlers, propagate) in zip(loggers, saved, strict=True):
+            lg.handlers, lg.propagate = handlers, propagate
+
+
+def format_duration(seconds: float) -> str:
+    """``83`` -> ``1m23s``."""
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
