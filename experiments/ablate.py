@@ -127,23 +127,30 @@ class AblationRunner:
         ``--set`` settings < the runner's own flags.
         """
         paths = self._write_layers(variant, stage=2)
-        dataset = ["--data.dataset", self.dataset] if self.dataset else []
+        arguments = self._arguments(variant, [self.ablation.config], paths, variant.name)
         return [
             "fit",
-            "--config", str(self.ablation.config),
-            "--config", str(paths["method"]),
-            "--config", str(profile_path(self.profile)),
-            "--config", str(paths["budget"]),
-            "--config", str(paths["settings"]),
+            *arguments,
+            "--test_after_fit", "true",
+            "--trainer.logger.init_args.tags", json.dumps(tags),
+        ]  # fmt: skip
+
+    def _arguments(
+        self, variant: Variant, base: Sequence[Path], layers: dict[str, Path], run_name: str
+    ) -> list[str]:
+        """A stage's configs in precedence order, then the runner's own flags."""
+        configs = [*base, layers["method"], profile_path(self.profile)]
+        configs += [layers["budget"], layers["settings"]]
+        dataset = ["--data.dataset", self.dataset] if self.dataset else []
+        return [
+            *(item for config in configs for item in ("--config", str(config))),
             "--data.manifest", self.manifest,
             *dataset,
             "--seed_everything", str(variant.seed),
-            "--test_after_fit", "true",
             "--trainer.enable_progress_bar", "false",
             "--trainer.enable_model_summary", "false",
             "--trainer.logger.init_args.experiment_name", self.ablation.experiment,
-            "--trainer.logger.init_args.run_name", variant.name,
-            "--trainer.logger.init_args.tags", json.dumps(tags),
+            "--trainer.logger.init_args.run_name", run_name,
         ]  # fmt: skip
 
     def _layers(self, variant: Variant, stage: int) -> dict[str, dict[str, Any]]:
@@ -200,22 +207,8 @@ class AblationRunner:
         }
         digest = stage_hash(payload)
         paths = self._write_layers(variant, stage=1)
-        dataset = ["--data.dataset", self.dataset] if self.dataset else []
-        arguments = [
-            "--config", str(self.ablation.config),
-            "--config", str(self.ablation.stage1_config),
-            "--config", str(paths["method"]),
-            "--config", str(profile_path(self.profile)),
-            "--config", str(paths["budget"]),
-            "--config", str(paths["settings"]),
-            "--data.manifest", self.manifest,
-            *dataset,
-            "--seed_everything", str(variant.seed),
-            "--trainer.enable_progress_bar", "false",
-            "--trainer.enable_model_summary", "false",
-            "--trainer.logger.init_args.experiment_name", self.ablation.experiment,
-            "--trainer.logger.init_args.run_name", f"{variant.name}.stage1",
-        ]  # fmt: skip
+        base = [self.ablation.config, self.ablation.stage1_config]
+        arguments = self._arguments(variant, base, paths, f"{variant.name}.stage1")
         tags = {
             "ablation": self.ablation.name,
             "ablation_role": "stage1",
