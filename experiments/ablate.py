@@ -13,6 +13,8 @@ the command exits non-zero at the end with a summary.
 
 The layers show what each level set; the run's logged ``config.yaml`` is the
 resolved config and reruns the variant exactly (``versaseg fit --config config.yaml``).
+A variant whose grid entry sets ``stage1.method`` runs its first stage before it
+(``experiments.ablation_stages``) and trains on the cohort that stage wrote.
 
 Run: ``versaseg ablate experiments/ablations/losses.yaml [--profile quick] [--data CSV]
 [--set key=value ...] [--jobs N] [--seeds 1 2] [--print_config [VARIANT]]``
@@ -186,26 +188,34 @@ class AblationRunner:
             )
         return paths
 
-    def stage1_plan(self, variant: Variant, parent_run_id: str = "") -> Stage1Plan | None:
-        """The first stage of a two-stage variant (``stage1.method`` set), else None.
-
-        Its layers: base config < the file's stage1 config < method (``data.*`` and
-        ``stage1.*`` keys) < profile < budget < settings < runner flags, as stage 2's.
-        """
+    def stage1_output(self, variant: Variant) -> tuple[str, Path] | None:
+        """``(hash, folder)`` of a two-stage variant's first stage, else None; writes nothing."""
         if not has_stage1(variant.overrides) or self.ablation.stage1_config is None:
             return None
-        layers = self._layers(variant, stage=1)
-        method = str(layers["method"].get("method"))
         payload = {
             "config": self.ablation.config.read_text(),
             "stage1_config": self.ablation.stage1_config.read_text(),
             "profile": profile_path(self.profile).read_text(),
-            "layers": layers,
+            "layers": self._layers(variant, stage=1),
             "seed": variant.seed,
             "data": self.fingerprint,
             "dataset": self.description.to_dict(),
         }
         digest = stage_hash(payload)
+        return digest, self.reports / "stage1" / digest
+
+    def stage1_plan(self, variant: Variant, parent_run_id: str = "") -> Stage1Plan | None:
+        """The first stage of a two-stage variant (``stage1.method`` set), else None.
+
+        Its layers: base config < the file's stage1 config < method (``data.*`` and
+        ``stage1.*`` keys) < profile < budget < settings < runner flags, as stage 2's;
+        they are written beside the variant's stage-2 layers.
+        """
+        found = self.stage1_output(variant)
+        if found is None:
+            return None
+        digest, output = found
+        method = str(self._layers(variant, stage=1)["method"].get("method"))
         paths = self._write_layers(variant, stage=1)
         base = [self.ablation.config, self.ablation.stage1_config]
         arguments = self._arguments(variant, base, paths, f"{variant.name}.stage1")
@@ -217,7 +227,6 @@ class AblationRunner:
             **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}),
             **{f"axis.{axis}": value for axis, value in variant.axes.items()},
         }
-        output = self.reports / "stage1" / digest
         return Stage1Plan(method, arguments, output, digest, tags)
 
     def print_config(self, name: str | None = None) -> None:

@@ -37,14 +37,14 @@ def stage_outputs(runner: Any) -> pd.DataFrame:
     rows_axes = runner.ablation.tables.get("rows") or []
     rows = []
     for variant in runner.variants:
-        plan = runner.stage1_plan(variant)
-        if plan is None or not (plan.output / "label_quality.csv").is_file():
+        found = runner.stage1_output(variant)
+        if found is None or not (found[1] / "label_quality.csv").is_file():
             continue
         rows.append(
             {
                 "condition": variant.axes.get(columns, ""),
                 "method": "+".join(variant.axes[a] for a in rows_axes) or variant.name,
-                "output": plan.output,
+                "output": found[1],
             }
         )
     return pd.DataFrame(rows, columns=["condition", "method", "output"])
