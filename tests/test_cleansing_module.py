@@ -117,6 +117,7 @@ def test_training_patches_go_to_the_network_of_their_slice_and_unselected_slices
     cleanser.prepare(data)
     assert len(cleanser.networks) == 4  # two folds for each of two subjects
     cleanser.networks = nn.ModuleList([ConstantClass(1) for _ in range(4)])
+    cleanser.log = lambda *args, **kwargs: None  # no trainer to log to
     # s1 slice 0 -> group 1, s1 slice 3 -> group 2, s2 slice 4 -> group 3 (twice).
     subjects, slices = ["s1", "s1", "s2", "s2"], [0, 3, 4, 4]
     batch = {
