@@ -25,8 +25,6 @@ from torch import nn
 
 from datamodules.contract import SegmentationData
 from datamodules.slice_selection import SliceSelection, labelled_slices, slice_groups
-from lightning_modules.inference import predict_volume
-from lightning_modules.networks import build_network
 from lightning_modules.segmentation import SegmentationModule
 
 Scope = Literal["cohort", "subject"]
@@ -117,7 +115,7 @@ class LabelCleansingModule(SegmentationModule):
             )
         n_groups = folds * (len(records) if self.scope == "subject" else 1)
         while len(self.networks) < n_groups:
-            self.networks.append(self._new_network())
+            self.networks.append(self.new_network())
         self._prepared_for = data
 
     def _subsets(self, subject: str, mask: np.ndarray) -> list[tuple[int, ...]]:
@@ -149,16 +147,6 @@ class LabelCleansingModule(SegmentationModule):
                 f"{list(where.values())} but in no selected slice; choose a smaller stride"
             )
         return selected
-
-    def _new_network(self) -> nn.Module:
-        hp = self.hparams
-        return build_network(
-            hp.network,
-            spatial_dims=hp.spatial_dims,
-            in_channels=hp.in_channels,
-            out_channels=len(self.class_names),
-            **(hp.network_options or {}),
-        )
 
     # --------------------------------------------------------------- training
     def voxel_groups(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -210,15 +198,7 @@ class LabelCleansingModule(SegmentationModule):
         return probabilities.mean(0).clamp_min(1e-8).log()
 
     def _probabilities(self, network: nn.Module, image: torch.Tensor) -> torch.Tensor:
-        logits = predict_volume(
-            network,
-            image,
-            spatial_dims=self.spatial_dims,
-            patch_size=self.inference_patch_size,
-            overlap=self.inference_overlap,
-            batch_size=self.inference_batch_size,
-        )
-        return logits.softmax(0)
+        return self.segment_with(network, image).softmax(0)
 
     @torch.no_grad()
     def reconstruct(self, subject: str, image: torch.Tensor) -> torch.Tensor:

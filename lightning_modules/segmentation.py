@@ -62,13 +62,7 @@ class SegmentationModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         self.class_names = tuple(class_names)
-        self.network = build_network(
-            network,
-            spatial_dims=spatial_dims,
-            in_channels=in_channels,
-            out_channels=len(self.class_names),
-            **(network_options or {}),
-        )
+        self.network = self.new_network()
         self.loss_name, self.loss_weighting = loss, loss_weighting
         self.loss_options = dict(loss_options or {})
         self.loss: torch.nn.Module | None = None
@@ -138,10 +132,25 @@ class SegmentationModule(pl.LightningModule):
         """Logits ``(B, K, *spatial)`` of a patch batch ``(B, C, *spatial)``."""
         return self.network(image)
 
+    def new_network(self) -> torch.nn.Module:
+        """A freshly initialised network of this module's configuration."""
+        hp = self.hparams
+        return build_network(
+            hp.network,
+            spatial_dims=hp.spatial_dims,
+            in_channels=hp.in_channels,
+            out_channels=len(self.class_names),
+            **(hp.network_options or {}),
+        )
+
     def segment(self, image: torch.Tensor) -> torch.Tensor:
         """Logits ``(K, H, W, D)`` of a whole volume ``(C, H, W, D)``."""
+        return self.segment_with(self.network, image)
+
+    def segment_with(self, network: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+        """Logits ``(K, H, W, D)`` of a whole volume by ``network``, patch by patch."""
         return predict_volume(
-            self.network,
+            network,
             image,
             spatial_dims=self.spatial_dims,
             patch_size=self.inference_patch_size,
