@@ -15,7 +15,7 @@ JOBS ?=
 DATA_DEPS := $(if $(filter $(PHANTOM)/manifest.csv,$(DATA)),$(PHANTOM)/dataset.yaml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint demo ablation-losses ablation-skips ablation-cleansing ui clean
+.PHONY: help install test lint demo ablation-losses ablation-skips ablation-cleansing ablation-pseudo ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ ablation-skips: install $(DATA_DEPS) ## skip connections under weak labels: 4 ne
 ablation-cleansing: install $(DATA_DEPS) ## label cleansing: 6 label conditions x 8 ways to training labels, two stages each (DATA=, PROFILE=, JOBS=)
 	$(BIN)/versaseg ablate experiments/ablations/cleansing.yaml --profile $(PROFILE) \
 		--data $(DATA) --jobs $(or $(JOBS),2)
+
+ablation-pseudo: install $(DATA_DEPS) ## pseudo images: pix2pix once, then 4 input sets x (multiclass + each thin structure) (DATA=, PROFILE=, JOBS=)
+	$(BIN)/versaseg ablate experiments/ablations/pseudo.yaml --profile $(PROFILE) \
+		--data $(DATA) --jobs $(or $(JOBS),1)
 
 demo: install $(DATA_DEPS) ## train + test the baseline U-Net once (PROFILE=quick), print a Dice table
 	$(BIN)/versaseg fit --config experiments/configs/baseline.yaml --profile $(PROFILE) \

@@ -10,6 +10,7 @@ dataset. By default it is ``dataset.yaml`` in the manifest's folder::
     channels: [t1]
     class_map: {1: white_matter, 2: ventricles, 3: arteries}
     thin_structures: [arteries]
+    translation: {source: [t2], target: mra}   # optional: the pseudo-image thread's pair
 
 Example:
     >>> description = DatasetDescription(("t1",), {1: "gland", 2: "duct"}, ("duct",))
@@ -30,7 +31,9 @@ from datamodules.manifest_records import ManifestError
 from datamodules.tasks import check_class_map
 
 DESCRIPTION_NAME = "dataset.yaml"
-_KEYS = ("name", "channels", "class_map", "thin_structures")
+_KEYS = ("name", "channels", "class_map", "thin_structures", "translation")
+# A translated channel's name: the generated image of `target` is `pseudo_<target>`.
+PSEUDO_PREFIX = "pseudo_"
 # Manifest columns and the keys the data module adds to every subject and batch.
 RESERVED_CHANNELS = ("subject", "label", "split", "mask", "sampling", "distance", "image")
 
@@ -44,6 +47,38 @@ class DatasetDescriptionError(ManifestError):
 
 
 @dataclass(frozen=True)
+class Translation:
+    """Which channels an image-to-image network translates into which (pseudo-image thread).
+
+    Attributes:
+        source: the input channels of the generator.
+        target: the channel it learns to generate.
+
+    >>> Translation(("cisternography",), "angiography").pseudo
+    'pseudo_angiography'
+    """
+
+    source: tuple[str, ...]
+    target: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source", tuple(self.source))
+        if not self.source or not self.target:
+            raise ValueError("translation needs source channels and a target channel")
+        if self.target in self.source:
+            raise ValueError(f"translation target {self.target!r} is also a source channel")
+
+    @property
+    def pseudo(self) -> str:
+        """The channel name of the generated target."""
+        return PSEUDO_PREFIX + self.target
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML mapping of this translation."""
+        return {"source": list(self.source), "target": self.target}
+
+
+@dataclass(frozen=True)
 class DatasetDescription:
     """Channels, class map and thin structures of one dataset.
 
@@ -53,12 +88,14 @@ class DatasetDescription:
         thin_structures: structure names too thin to erode (weak-label noise drops
             their thin segments instead).
         name: a free-text name of the dataset.
+        translation: the channel pair of the pseudo-image thread, if the data has one.
     """
 
     channels: tuple[str, ...]
     class_map: Mapping[int, str]
     thin_structures: tuple[str, ...] = ()
     name: str = ""
+    translation: Translation | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(self.channels))
@@ -78,6 +115,25 @@ class DatasetDescription:
                 f"thin_structures {unknown} are not structures of the class map "
                 f"{sorted(self.class_map.values())}"
             )
+        if self.translation is not None:
+            pair = (*self.translation.source, self.translation.target)
+            absent = [name for name in pair if name not in self.channels]
+            if absent:
+                raise ValueError(
+                    f"translation channels {absent} are not channels {list(self.channels)}"
+                )
+
+    def with_channel(self, name: str) -> DatasetDescription:
+        """This description with one more channel (a stage's generated image)."""
+        if name in self.channels:
+            return self
+        return DatasetDescription(
+            (*self.channels, name),
+            self.class_map,
+            self.thin_structures,
+            self.name,
+            self.translation,
+        )
 
     @property
     def structures(self) -> tuple[str, ...]:
@@ -92,12 +148,15 @@ class DatasetDescription:
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML mapping of this description."""
-        return {
+        content = {
             "name": self.name,
             "channels": list(self.channels),
             "class_map": dict(self.class_map),
             "thin_structures": list(self.thin_structures),
         }
+        if self.translation is not None:
+            content["translation"] = self.translation.to_dict()
+        return content
 
 
 def description_path(manifest: str | Path, dataset: str | Path | None = None) -> Path:
@@ -150,6 +209,7 @@ def load_description(manifest: str | Path, dataset: str | Path | None = None) ->
             class_map=class_map,
             thin_structures=_names(content.get("thin_structures") or []),
             name=str(content.get("name") or ""),
+            translation=_translation(content.get("translation")),
         )
     except (TypeError, ValueError) as error:
         raise DatasetDescriptionError(f"dataset description {path}: {error}") from error
@@ -160,6 +220,19 @@ def write_description(folder: str | Path, description: DatasetDescription) -> Pa
     path = Path(folder) / DESCRIPTION_NAME
     path.write_text(yaml.safe_dump(description.to_dict(), sort_keys=False))
     return path
+
+
+def _translation(value: Any) -> Translation | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"source", "target"}:
+        raise ValueError(
+            f"translation must be {{source: [channels], target: channel}}, got {value!r}"
+        )
+    source = value["source"]
+    return Translation(
+        _names([source] if isinstance(source, str) else source), str(value["target"])
+    )
 
 
 def _names(value: Any) -> tuple[str, ...]:

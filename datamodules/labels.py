@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torchio.data.io import read_image
 
+from datamodules.nifti import save_nifti
+
 _INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -172,12 +174,4 @@ def save_label(path: str | Path, values: np.ndarray, affine: np.ndarray) -> Path
     """
     values = np.asarray(values)
     dtype = np.uint8 if values.max(initial=0) < 256 else np.uint16
-    affine = np.asarray(affine, dtype=np.float64)
-    image = nib.Nifti1Image(values.astype(dtype), affine)
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
-    image.header.set_xyzt_units("mm")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(image, path)
-    return path
+    return save_nifti(path, values.astype(dtype), affine)

@@ -36,6 +36,7 @@ def write_stage_output(
     splits: Mapping[str, Sequence[SubjectRecord]],
     labels: Mapping[str, Path],
     description: DatasetDescription,
+    images: Mapping[str, Mapping[str, Path]] | None = None,
 ) -> Path:
     """Write ``manifest.csv`` and ``dataset.yaml`` for the subjects of ``splits``.
 
@@ -43,7 +44,9 @@ def write_stage_output(
         folder: the stage's output folder (created).
         splits: split name -> its records, as the stage's data module split them.
         labels: subject -> its new label file; others keep their own label.
-        description: the description of the new cohort.
+        description: the description of the new cohort; its channels are the columns.
+        images: subject -> channel -> file, for channels the stage generated (every
+            subject needs one for each such channel of ``description``).
 
     Returns:
         The manifest's path.
@@ -54,8 +57,9 @@ def write_stage_output(
     for split, records in splits.items():
         for record in records:
             label = labels.get(record.subject, record.label)
+            paths = {**record.channels, **(images or {}).get(record.subject, {})}
             row = {"subject": record.subject}
-            row |= {name: _relative(path, folder) for name, path in record.channels.items()}
+            row |= {name: _relative(paths[name], folder) for name in description.channels}
             row |= {"label": _relative(label, folder), "split": split}
             rows.append(row)
     manifest = folder / MANIFEST_NAME

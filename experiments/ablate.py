@@ -42,7 +42,13 @@ from experiments.ablation_config import check_settings, config_hash
 from experiments.ablation_file import Ablation, AblationError, Variant, expand, nested
 from experiments.ablation_jobs import format_duration, run_variant, share_cores
 from experiments.ablation_runs import AblationRuns
-from experiments.ablation_stages import Stage1Plan, has_stage1, split_overrides, stage_hash
+from experiments.ablation_stages import (
+    Stage1Plan,
+    has_stage1,
+    split_overrides,
+    stage_hash,
+    stage_module,
+)
 from experiments.profiles import UnknownProfileError, profile_path
 
 
@@ -102,7 +108,7 @@ class AblationRunner:
                     description=self.description,
                 ),
             )
-            for v in expand(ablation, structures=self.description.structures, seeds=seeds)
+            for v in expand(ablation, description=self.description, seeds=seeds)
         ]
 
     def variant(self, name: str | None = None) -> Variant:
@@ -169,7 +175,10 @@ class AblationRunner:
                 for name, layer in layers.items()
             }
         split = {
-            name: split_overrides(layer, two_stage=two_stage) for name, layer in layers.items()
+            name: split_overrides(
+                layer, two_stage=two_stage, ignores=self.ablation.stage1_ignores
+            )
+            for name, layer in layers.items()
         }
         return {name: parts[stage - 1] for name, parts in split.items()}
 
@@ -236,7 +245,8 @@ class AblationRunner:
         variant = self.variant(name)
         plan = self.stage1_plan(variant)
         if plan is not None:
-            print(f"# stage 1: versaseg cleanse --method {plan.method} --output {plan.output}")
+            command = stage_module(plan.method).__name__.rsplit(".", 1)[-1]
+            print(f"# stage 1: versaseg {command} --method {plan.method} --output {plan.output}")
             try:
                 run_lightning(["fit", *plan.arguments, "--print_config"])
             except SystemExit as done:

@@ -9,7 +9,9 @@ state *budgets*. A variant's config is built in one precedence, lowest first::
 so ``--profile paper`` gives the paper protocol whatever the study trains in
 ``quick``, and ``--set`` decides last. A grid entry whose name holds
 ``{structure}`` stands for one entry per structure of the dataset's class map,
-with ``{structure}`` replaced in its name and in its string values::
+with ``{structure}`` replaced in its name and in its string values (the other placeholders,
+``{thin_structure}`` and the translation pair's channels, are in
+``experiments.ablation_placeholders``)::
 
     grid:
       task:
@@ -35,6 +37,15 @@ from typing import Any
 
 import yaml
 
+from datamodules.dataset import DatasetDescription
+from experiments.ablation_placeholders import (
+    STRUCTURE,
+    PlaceholderError,
+    channel_substituted,
+    channel_values,
+    dataset_entries,
+    entry_values,
+)
 from experiments.profiles import PROFILES_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +53,6 @@ REQUIRED_KEYS = ("name", "config", "grid")
 KNOWN_KEYS = (*REQUIRED_KEYS, "experiment", "seeds", "overrides", "budgets", "tables", "stage1")
 # Keys under this prefix configure a variant's first stage (`stage1:` in the file).
 STAGE1 = "stage1."
-STRUCTURE = "{structure}"
 # `tables:` keys: the axes that make a row label, the axis that holds the task
 # (binary tasks rank together), the axis whose entries become column groups
 # instead of the task, and the column groups plotted against labelled fraction.
@@ -78,6 +88,7 @@ class Ablation:
     tables: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
     stage1_config: Path | None = None
+    stage1_ignores: tuple[str, ...] = ()
 
 
 def load_ablation(path: str | Path) -> Ablation:
@@ -126,7 +137,7 @@ def load_ablation(path: str | Path) -> Ablation:
         raise AblationError(f"ablation file {path}: `seeds` must be a list of integers")
     budgets = _checked_budgets(path, content.get("budgets") or {})
     _check_tables(path, dict(content.get("tables") or {}), grid)
-    stage1_config = _checked_stage1(path, content.get("stage1"), grid)
+    stage1_config, stage1_ignores = _checked_stage1(path, content.get("stage1"), grid)
     return Ablation(
         name=str(content["name"]),
         experiment=str(content.get("experiment", content["name"])),
@@ -138,14 +149,19 @@ def load_ablation(path: str | Path) -> Ablation:
         tables=dict(content.get("tables") or {}),
         source=path,
         stage1_config=stage1_config,
+        stage1_ignores=stage1_ignores,
     )
 
 
-def _checked_stage1(path: Path, stage1: Any, grid: Mapping[str, Any]) -> Path | None:
-    """``stage1: {config: FILE}``: the config layer of a first stage, if the study has one.
+def _checked_stage1(
+    path: Path, stage1: Any, grid: Mapping[str, Any]
+) -> tuple[Path | None, tuple[str, ...]]:
+    """``stage1: {config: FILE, ignores: [KEYS]}``: a first stage's config layer, if any.
 
     Grid entries that set ``stage1.method`` run it before training (label cleansing's
-    reconstructed labels); ``stage1.<key>`` configures it.
+    reconstructed labels, pix2pix's images); ``stage1.<key>`` configures it. Stage 1 also
+    takes the variant's ``data.*`` keys, except those listed in ``ignores`` (the input
+    channels of a segmentation that reads a generated channel, say).
     """
     uses = [
         f"{axis}.{entry}"
@@ -159,14 +175,25 @@ def _checked_stage1(path: Path, stage1: Any, grid: Mapping[str, Any]) -> Path | 
                 f"ablation file {path}: grid entries {uses} set stage1 keys, but the file has "
                 "no `stage1: {config: ...}`"
             )
-        return None
-    if not isinstance(stage1, dict) or set(stage1) != {"config"}:
-        raise AblationError(f"ablation file {path}: `stage1` must be {{config: FILE}}")
+        return None, ()
+    if (
+        not isinstance(stage1, dict)
+        or "config" not in stage1
+        or set(stage1) - {"config", "ignores"}
+    ):
+        raise AblationError(
+            f"ablation file {path}: `stage1` must be {{config: FILE, ignores: [data keys]}}"
+        )
+    ignores = stage1.get("ignores") or []
+    if not isinstance(ignores, list) or not all(str(k).startswith("data.") for k in ignores):
+        raise AblationError(
+            f"ablation file {path}: `stage1.ignores` must list data keys (data.channels, ...)"
+        )
     config = Path(stage1["config"])
     config = config if config.is_absolute() else REPO / config
     if not config.is_file():
         raise AblationError(f"ablation file {path}: stage1 config {config} does not exist")
-    return config
+    return config, tuple(str(key) for key in ignores)
 
 
 def _checked_budgets(path: Path, budgets: Any) -> dict[str, dict[str, Any]]:
@@ -211,45 +238,25 @@ def _check_tables(path: Path, tables: dict[str, Any], grid: Mapping[str, Any]) -
             )
 
 
-def dataset_entries(
-    entries: Mapping[str, dict[str, Any]], structures: Sequence[str]
-) -> dict[str, dict[str, Any]]:
-    """An axis's entries with every ``{structure}`` entry expanded over ``structures``."""
-    expanded: dict[str, dict[str, Any]] = {}
-    for name, overrides in entries.items():
-        if STRUCTURE not in name:
-            expanded[name] = overrides
-            continue
-        for structure in structures:
-            expanded_name = name.replace(STRUCTURE, structure)
-            if expanded_name in entries:
-                raise AblationError(
-                    f"grid entry {name!r} for structure {structure!r} is named "
-                    f"{expanded_name!r}, like an entry the axis already has"
-                )
-            expanded[expanded_name] = _substituted(overrides, structure)
-    return expanded
-
-
-def _substituted(value: Any, structure: str) -> Any:
-    if isinstance(value, str):
-        return value.replace(STRUCTURE, structure)
-    if isinstance(value, dict):
-        return {key: _substituted(item, structure) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_substituted(item, structure) for item in value]
-    return value
-
-
 def expand(
-    ablation: Ablation, *, structures: Sequence[str] = (), seeds: Sequence[int] | None = None
+    ablation: Ablation,
+    *,
+    structures: Sequence[str] = (),
+    seeds: Sequence[int] | None = None,
+    description: DatasetDescription | None = None,
 ) -> list[Variant]:
     """Every combination of one entry per axis and one seed, in grid order.
 
-    ``structures`` (the dataset's, in class-map order) expands ``{structure}`` entries.
+    The dataset's ``description`` (or just its ``structures``, in class-map order) fills
+    the placeholders of ``experiments.ablation_placeholders``.
     """
     seeds = list(seeds) if seeds else ablation.seeds
-    grid = {axis: dataset_entries(entries, structures) for axis, entries in ablation.grid.items()}
+    values = entry_values(description) or {STRUCTURE: tuple(structures)}
+    channels = channel_values(description)
+    try:
+        grid = {axis: dataset_entries(entries, values) for axis, entries in ablation.grid.items()}
+    except PlaceholderError as error:
+        raise AblationError(f"ablation {ablation.name}: {error}") from error
     empty = [axis for axis, entries in grid.items() if not entries]
     if empty:
         raise AblationError(f"ablation {ablation.name}: axes {empty} have no entries for this data")
@@ -259,6 +266,10 @@ def expand(
         overrides = copy.deepcopy(ablation.overrides)
         for _, entry_overrides in entries:
             overrides.update(copy.deepcopy(entry_overrides))
+        try:
+            overrides = channel_substituted(overrides, channels)
+        except PlaceholderError as error:
+            raise AblationError(f"ablation {ablation.name}: {error}") from error
         names = [name for name, _ in entries]
         for seed in seeds:
             suffix = f"-seed{seed}" if len(seeds) > 1 else ""

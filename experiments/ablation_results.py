@@ -158,14 +158,17 @@ def write_reports(runner: AblationRunner) -> Path:
     )
     if runner.ablation.stage1_config is not None:
         from experiments.cleansing_report import write_cleansing_report
+        from experiments.translation_report import write_translation_report
 
-        stage_paths = write_cleansing_report(runner, runner.reports)
-        if "label_quality.md" in stage_paths:
-            report = paths["report.md"]
-            report.write_text(
-                report.read_text() + "\n" + stage_paths["label_quality.md"].read_text()
-            )
-        paths |= stage_paths
+        report = paths["report.md"]
+        for write, section in (
+            (write_cleansing_report, "label_quality.md"),
+            (write_translation_report, "translation_quality.md"),
+        ):
+            stage_paths = write(runner, runner.reports)
+            if section in stage_paths:
+                report.write_text(report.read_text() + "\n" + stage_paths[section].read_text())
+            paths |= stage_paths
     parent = runner.runs.find_parent()
     if parent is not None:
         for path in paths.values():

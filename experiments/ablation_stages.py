@@ -1,7 +1,8 @@
 """The first stage of a two-stage ablation variant: its config layers, hash, run or reuse.
 
 A grid entry that sets ``stage1.method`` (label cleansing: ``raw``, ``nearest``,
-``network``, ...) makes its variant two runs. Stage 1 (``experiments.cleanse.run_stage``)
+``network``, ...; pseudo images: ``pix2pix``) makes its variant two runs. Stage 1
+(``experiments.cleanse.run_stage`` or ``experiments.translate.run_stage``)
 reads the study's base config, the file's ``stage1.config`` layer, the variant's
 ``data.*`` keys and its ``stage1.<key>`` keys (prefix dropped), the profile, budget and
 settings likewise split; it writes a cohort (manifest + dataset description) under
@@ -20,17 +21,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import mlflow
 
 from experiments.ablation_file import STAGE1
+from experiments.stage_tracking import STAGE_FILE
 
 METHOD = "method"
-STAGE_FILE = "stage.json"
 
 
 def has_stage1(overrides: Mapping[str, Any]) -> bool:
@@ -39,16 +41,24 @@ def has_stage1(overrides: Mapping[str, Any]) -> bool:
 
 
 def split_overrides(
-    overrides: Mapping[str, Any], *, two_stage: bool | None = None
+    overrides: Mapping[str, Any],
+    *,
+    two_stage: bool | None = None,
+    ignores: Sequence[str] = (),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(stage 1, stage 2)`` overrides of one layer.
 
-    Stage 1 gets the ``data.*`` keys and the ``stage1.*`` keys without their prefix;
-    stage 2 every key but ``stage1.*``, with ``data.weak_labels`` off when the variant
-    has a first stage (``two_stage``; by default: when this layer names a method).
+    Stage 1 gets the ``data.*`` keys but ``ignores`` and the ``stage1.*`` keys without
+    their prefix; stage 2 every key but ``stage1.*``, with ``data.weak_labels`` off when
+    the variant has a first stage (``two_stage``; by default: when this layer names a
+    method).
     """
     two_stage = has_stage1(overrides) if two_stage is None else two_stage
-    first = {key: value for key, value in overrides.items() if key.startswith("data.")}
+    first = {
+        key: value
+        for key, value in overrides.items()
+        if key.startswith("data.") and key not in ignores
+    }
     first |= {key[len(STAGE1) :]: v for key, v in overrides.items() if key.startswith(STAGE1)}
     second = {key: value for key, value in overrides.items() if not key.startswith(STAGE1)}
     if two_stage and "data.weak_labels" in second:
@@ -94,14 +104,28 @@ def finished_stage(plan: Stage1Plan, client: mlflow.MlflowClient) -> tuple[str, 
     return str(manifest), run_id
 
 
+def stage_module(method: str) -> ModuleType:
+    """The stage module that implements ``method``: ``experiments.cleanse`` or ``.translate``.
+
+    Raises:
+        ValueError: for a method no stage has, listing the known ones.
+    """
+    from experiments import cleanse, translate
+
+    for module in (cleanse, translate):
+        if method in module.METHODS:
+            return module
+    known = [*cleanse.METHODS, *translate.METHODS]
+    raise ValueError(f"unknown stage1.method {method!r}; the stages know {known}")
+
+
 def run_stage1(plan: Stage1Plan, client: mlflow.MlflowClient) -> tuple[str, str, bool]:
     """Run a first stage, or reuse a finished one; ``(manifest, run id, reused)``."""
     done = finished_stage(plan, client)
     if done is not None:
         print(f"stage 1 {plan.stage_hash}: reusing run {done[1]} ({done[0]})")
         return (*done, True)
-    from experiments.cleanse import run_stage
-
     tags = ["--trainer.logger.init_args.tags", json.dumps(plan.tags)]
+    run_stage = stage_module(plan.method).run_stage
     result = run_stage([*plan.arguments, *tags], method=plan.method, output=plan.output)
     return str(result.manifest), result.run_id, False

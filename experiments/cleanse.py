@@ -37,17 +37,17 @@ import yaml
 
 from datamodules.dataset import DatasetDescription
 from datamodules.labels import read_label, save_label
-from datamodules.manifest import ManifestError, manifest_fingerprint, read_manifest
+from datamodules.manifest import ManifestError
 from datamodules.slice_interpolation import interpolate
 from datamodules.slice_selection import labelled_slices
 from datamodules.stage_output import write_stage_output
 from experiments.fit import ConfigError, VersasegCLI, parse_cli
+from experiments.stage_tracking import STAGE_FILE, record_stage
 from experiments.tracking import log_text, run_location
 from lightning_modules.cleansing import LabelCleansingModule
 from lightning_modules.metrics import METRICS, case_metrics
 
 METHODS = ("raw", "nearest", "shape", "contour", "network")
-STAGE_FILE = "stage.json"
 
 
 @dataclass(frozen=True)
@@ -221,21 +221,14 @@ def _track(
     metrics["stage/seconds_per_subject"] = seconds / max(subjects, 1)
     metrics["stage/subjects"] = float(subjects)
     logger.log_metrics(metrics, step=0)
-    client, run_id = logger.experiment, logger.run_id
     if method != "network":  # a fit records the config itself (ConfigRecorder)
         log_text(logger, cli.parser.dump(cli.config, skip_none=False), "config.yaml")
         log_text(logger, yaml.safe_dump(cli.datamodule.description.to_dict()), "data/dataset.yaml")
-    client.log_artifacts(run_id, str(output), "stage_output")
-    for key, value in {
-        "stage": "labels",
-        "cleansing_method": method,
-        "stage_output": str((output / "manifest.csv").resolve()),
-        "stage_output_fingerprint": _fingerprint(output / "manifest.csv", cli.datamodule.channels),
-        "stage_complete": "true",
-    }.items():
-        client.set_tag(run_id, key, value)
-
-
-def _fingerprint(manifest: Path, channels: Sequence[str]) -> str:
-    """The written cohort's ``manifest_fingerprint``, as the runs trained on it record it."""
-    return manifest_fingerprint(manifest, read_manifest(manifest, channels))
+    record_stage(
+        logger,
+        output,
+        stage="labels",
+        method_tag="cleansing_method",
+        method=method,
+        channels=cli.datamodule.channels,
+    )

@@ -3,6 +3,7 @@
 Usage::
 
     versaseg phantom --subjects 12 --out data/phantom --seed 0
+    versaseg ixi SOURCE --out data/ixi [--channels T2 MRA] [--reference T2] [--download]
     versaseg fit --config experiments/configs/baseline.yaml [--profile smoke|quick|paper]
                  [--data.manifest CSV] [--trainer.max_epochs N] [--test_after_fit true]
     versaseg test --config ... --ckpt_path CKPT
@@ -10,6 +11,8 @@ Usage::
     versaseg cleanse --method network|raw|nearest|shape|contour --output DIR
                      --config experiments/configs/baseline.yaml
                      --config experiments/configs/cleansing.yaml [--profile ...] [fit flags]
+    versaseg translate --output DIR --config experiments/configs/baseline.yaml
+                       --config experiments/configs/translation.yaml [--profile ...] [fit flags]
     versaseg ui [--port 5000]
     versaseg feature-maps compare RUN_A RUN_B --layer NAME [--epoch N] [--out PNG]
 
@@ -34,6 +37,13 @@ from pathlib import Path
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from datamodules.ixi import (
+    DEFAULT_CHANNELS,
+    DEFAULT_REFERENCE,
+    fetch_ixi,
+    translation_pair,
+    write_ixi_cohort,
+)
 from datamodules.manifest import ManifestError
 from datamodules.phantom import write_phantom
 from experiments.ablate import AblationRunner
@@ -72,6 +82,45 @@ def phantom_main(args: Sequence[str]) -> None:
         progress=progress,
     )
     print(f"phantom: manifest written to {manifest}")
+
+
+def ixi_main(args: Sequence[str]) -> None:
+    """``versaseg ixi``: turn IXI files into a cohort (manifest, description, head-mask labels)."""
+    parser = argparse.ArgumentParser(
+        prog="versaseg ixi",
+        description="Write a cohort from IXI head MRI: channels on the reference grid, a head "
+        "mask as label (IXI has no segmentations), manifest.csv and dataset.yaml.",
+    )
+    parser.add_argument("source", type=Path, help="folder of IXI*.nii.gz files (any depth)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--channels", nargs="+", default=list(DEFAULT_CHANNELS))
+    parser.add_argument(
+        "--reference", default=DEFAULT_REFERENCE, help="grid of every channel; translation source"
+    )
+    parser.add_argument(
+        "--download", action="store_true", help="download the channels into SOURCE first"
+    )
+    options = parser.parse_args(args)
+    try:
+        translation_pair(options.channels, options.reference)
+    except ValueError as error:
+        parser.error(str(error))
+    if options.download:
+        fetch_ixi(options.source, options.channels)
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rixi: {done}/{total} subjects", end="\n" if done == total else "", flush=True)
+
+    cohort = write_ixi_cohort(
+        options.source,
+        options.out,
+        channels=options.channels,
+        reference=options.reference,
+        progress=progress,
+    )
+    for line in cohort.skipped:
+        print(line)
+    print(f"ixi: {len(cohort.subjects)} subjects, manifest written to {cohort.manifest}")
 
 
 def ui_main(args: Sequence[str]) -> int:
@@ -156,14 +205,16 @@ def ablate_main(args: Sequence[str], *, train: bool = True) -> int:
     return 1 if failures else 0
 
 
-USAGE = """usage: versaseg {fit,validate,test,predict,phantom,ablate,tables,ui,feature-maps} ...
+USAGE = """usage: versaseg {fit,validate,test,predict,phantom,ixi,ablate,tables,ui,feature-maps} ...
 
   fit | validate | test | predict   LightningCLI over experiments/configs/*.yaml
                                     (versaseg fit --help for every option)
   phantom                           write a synthetic head phantom cohort
+  ixi                               write a cohort from IXI head MRI (T2 -> MRA)
   ablate                            run an ablation (experiments/ablations/*.yaml)
   tables                            an ablation's tables from its MLflow runs
   cleanse                           stage 1 of label cleansing: reconstructed training labels
+  translate                         stage 1 of the pseudo-image thread: pix2pix images as a cohort
   ui                                serve the MLflow UI of ./mlruns on 127.0.0.1
   feature-maps compare              one layer's feature maps of two runs, side by side
 """
@@ -186,6 +237,23 @@ def cleanse_main(args: Sequence[str]) -> None:
     run_stage(arguments, method=options.method, output=options.output)
 
 
+def translate_main(args: Sequence[str]) -> None:
+    """``versaseg translate``: stage 1 of the pseudo-image thread (``experiments.translate``)."""
+    from experiments.translate import METHODS, run_stage
+
+    parser = argparse.ArgumentParser(
+        prog="versaseg translate",
+        description="Train pix2pix on the training subjects and write every subject's "
+        "generated image as a cohort (manifest.csv + dataset.yaml); other options are "
+        "versaseg fit's.",
+    )
+    parser.add_argument("--method", choices=METHODS, default=METHODS[0])
+    parser.add_argument("--output", required=True, help="folder of the new cohort")
+    options, rest = parser.parse_known_args(args)
+    arguments = apply_profile(["fit", *rest])[1:]
+    run_stage(arguments, method=options.method, output=options.output)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``versaseg`` console script; returns the exit status.
 
@@ -201,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if args else 2
         if args[0] == "phantom":
             phantom_main(args[1:])
+        elif args[0] == "ixi":
+            ixi_main(args[1:])
         elif args[0] == "ui":
             return ui_main(args[1:])
         elif args[0] in ("ablate", "tables"):
@@ -209,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return feature_maps_main(args[1:])
         elif args[0] == "cleanse":
             cleanse_main(args[1:])
+        elif args[0] == "translate":
+            translate_main(args[1:])
         else:
             run_lightning(apply_profile(args))
     except SIGTERMException:

@@ -147,9 +147,12 @@ class VersasegCLI(LightningCLI):
 
     def after_test(self) -> None:
         results = getattr(self.model, "test_results", None)
-        if results is not None:
+        if results is not None and "class" in results:
             print("\nTest metrics per class (mean ± std over cases; HD95 and ASSD in mm):")
             print(summary_table(results).to_string())
+        elif results is not None:  # an image-to-image module: one row per case
+            print("\nTest metrics per case:")
+            print(results.to_string(index=False, float_format="%.4f"))
         if self.trainer.logger is not None:
             print(run_location(self.trainer.logger))
 

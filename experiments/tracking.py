@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
+import torch
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
@@ -147,7 +149,12 @@ class RunRecorder(pl.Callback):
         if network is not None:
             from lightning_modules.networks import model_complexity
 
-            size = model_complexity(network, (1, data.in_channels, *data.patch_size))
+            # A module whose network reads some of the data's channels says which.
+            select = getattr(pl_module, "network_input", None)
+            channels = data.in_channels
+            if select is not None:
+                channels = select(torch.zeros(1, data.in_channels, 1)).shape[1]
+            size = model_complexity(network, (1, channels, *data.patch_size))
             metrics |= {f"model/{name}": float(size[name]) for name in COMPLEXITY}
         # Weakly supervised runs: each structure's Dice of the weak training labels
         # against the truth, and the labelled fraction, so tables show the supervision.
@@ -190,6 +197,16 @@ class RunRecorder(pl.Callback):
                 figure_path = Path(folder) / f"prediction_{example['subject']}.png"
                 prediction_figure(**example).savefig(figure_path, dpi=100)
                 logger.experiment.log_artifact(logger.run_id, str(figure_path), "figures")
+                # The case as arrays, so that a study's report can set runs side by side.
+                arrays = Path(folder) / "example_case.npz"
+                np.savez_compressed(
+                    arrays,
+                    subject=example["subject"],
+                    image=example["image"].numpy(),
+                    truth=example["truth"].numpy().astype(np.uint8),
+                    prediction=example["prediction"].numpy().astype(np.uint8),
+                )
+                logger.experiment.log_artifact(logger.run_id, str(arrays), "figures")
         # Marks a run whose test results are complete (fit alone also ends FINISHED).
         logger.experiment.set_tag(logger.run_id, "tested", "true")
 

@@ -12,10 +12,14 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 from datamodules.contract import SegmentationData
 from datamodules.labels import save_label
+from datamodules.nifti import save_nifti
 
 
 class NiftiPredictionWriter(BasePredictionWriter):
     """Write each predicted label map as ``<output_dir>/<subject>_label.nii.gz``.
+
+    An image-to-image module's prediction (a ``generated`` image) is written as
+    ``<output_dir>/<subject>_<channel>.nii.gz``, float32.
 
     Class indices are mapped back to the label values of the class map, and the
     file carries the input's affine (as qform and sform), so it overlays the
@@ -40,6 +44,14 @@ class NiftiPredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
+        if "generated" in prediction:  # an image-to-image module: a float image
+            path = save_nifti(
+                self.output_dir / f"{prediction['subject']}_{prediction['channel']}.nii.gz",
+                prediction["generated"].numpy().astype(np.float32),
+                prediction["affine"].numpy(),
+            )
+            self.written.append(path)
+            return
         data: SegmentationData = trainer.datamodule
         label_values = np.asarray(data.task.label_values, dtype=np.uint16)
         path = save_label(

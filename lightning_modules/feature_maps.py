@@ -279,6 +279,9 @@ class FeatureMapSnapshots(pl.Callback):
         data: SegmentationData = trainer.datamodule
         with torch.random.fork_rng(devices=[]):
             image = first_validation_image(data)
+        # A module whose network reads some of the data's channels says which.
+        select = getattr(pl_module, "network_input", None)
+        image = image if select is None else select(image[None])[0]
         self._input = snapshot_input(image, network.spatial_dims, data.patch_size)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -3,7 +3,9 @@
 It checks that nothing assumes the phantom's channels, class names, label values
 or split: label values 2, 5 and 7 (``gland``, ``duct``, ``lesion``), a thin
 ``duct``, labels stored as float32 (as many tools write them), no ``split``
-column. Run ``.venv/bin/python -m tests.cohort OUT [--subjects 8]`` to write one.
+column. With ``--t2`` it has a second contrast, ``t2`` (the duct dark, the lesion
+bright), and the translation pair ``t1 -> t2`` of the pseudo-image thread. Run
+``.venv/bin/python -m tests.cohort OUT [--subjects 8] [--t2]`` to write one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from datamodules.dataset import DatasetDescription, write_description
+from datamodules.dataset import DatasetDescription, Translation, write_description
 
 SHAPE = (64, 64, 24)
 DESCRIPTION = DatasetDescription(
@@ -24,6 +26,8 @@ DESCRIPTION = DatasetDescription(
     thin_structures=("duct",),
     name="t1-cohort",
 )
+# The second contrast's intensity per label value: another contrast of the same anatomy.
+T2_INTENSITY = {0: 10.0, 2: 90.0, 5: 30.0, 7: 200.0}
 
 
 def cohort_subject(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -48,8 +52,17 @@ def cohort_subject(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return t1, label
 
 
-def write_cohort(folder: str | Path, subjects: int = 8, *, seed: int = 0) -> Path:
-    """Write ``subjects`` subjects, ``manifest.csv`` (no split column) and ``dataset.yaml``."""
+def t2_contrast(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The ``t2`` image of a label map: ``T2_INTENSITY`` plus noise."""
+    t2 = np.vectorize(T2_INTENSITY.get)(label).astype(np.float32)
+    return t2 + rng.normal(0, 6, label.shape).astype(np.float32)
+
+
+def write_cohort(folder: str | Path, subjects: int = 8, *, seed: int = 0, t2: bool = False) -> Path:
+    """Write ``subjects`` subjects, ``manifest.csv`` (no split column) and ``dataset.yaml``.
+
+    ``t2`` adds the second contrast and the translation pair ``t1 -> t2``.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -59,18 +72,25 @@ def write_cohort(folder: str | Path, subjects: int = 8, *, seed: int = 0) -> Pat
         name = f"case{index:02d}"
         (folder / name).mkdir(exist_ok=True)
         t1, label = cohort_subject(rng)
-        for kind, volume in (("t1", t1), ("label", label)):
+        volumes = {"t1": t1, **({"t2": t2_contrast(label, rng)} if t2 else {}), "label": label}
+        for kind, volume in volumes.items():
             image = nib.Nifti1Image(volume, affine)
             image.set_qform(affine, code=1)
             image.set_sform(affine, code=1)
             nib.save(image, folder / name / f"{kind}.nii.gz")
-        rows.append({"subject": name, "t1": f"{name}/t1.nii.gz", "label": f"{name}/label.nii.gz"})
+        rows.append({"subject": name, **{k: f"{name}/{k}.nii.gz" for k in volumes}})
     manifest = folder / "manifest.csv"
     with manifest.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["subject", "t1", "label"])
+        writer = csv.DictWriter(handle, fieldnames=["subject", *volumes])
         writer.writeheader()
         writer.writerows(rows)
-    write_description(folder, DESCRIPTION)
+    description = DESCRIPTION
+    if t2:
+        description = DatasetDescription(
+            ("t1", "t2"), DESCRIPTION.class_map, DESCRIPTION.thin_structures,
+            "t1-t2-cohort", Translation(("t1",), "t2"),
+        )  # fmt: skip
+    write_description(folder, description)
     return manifest
 
 
@@ -78,5 +98,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--subjects", type=int, default=8)
+    parser.add_argument("--t2", action="store_true", help="add a t2 contrast and t1 -> t2")
     options = parser.parse_args()
-    print(write_cohort(options.out, options.subjects))
+    print(write_cohort(options.out, options.subjects, t2=options.t2))

@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from datamodules.dataset import DatasetDescription, write_description
+from datamodules.dataset import DatasetDescription, Translation, write_description
 from datamodules.phantom.anatomy import ANATOMY, CLASS_NAMES, VARIABILITY, VESSEL_LABEL
 from datamodules.phantom.contrast import CHANNELS, CONTRASTS, render_contrast
 from datamodules.phantom.geometry import (
@@ -46,6 +46,8 @@ DESCRIPTION = DatasetDescription(
     class_map=CLASS_NAMES,
     thin_structures=(CLASS_NAMES[VESSEL_LABEL],),
     name="versaseg-phantom",
+    # The report's pseudo-image pair: heavy-T2 cisternography -> vessel-enhanced image.
+    translation=Translation(source=CHANNELS[:1], target=CHANNELS[1]),
 )
 
 
