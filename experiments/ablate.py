@@ -40,7 +40,12 @@ from datamodules.dataset import load_description
 from datamodules.manifest import manifest_fingerprint, read_manifest
 from experiments.ablation_config import check_settings, config_hash
 from experiments.ablation_file import Ablation, AblationError, Variant, expand, nested
-from experiments.ablation_jobs import format_duration, run_variant, share_cores
+from experiments.ablation_jobs import (
+    format_duration,
+    run_shared_stages,
+    run_variant,
+    share_cores,
+)
 from experiments.ablation_runs import AblationRuns
 from experiments.ablation_stages import (
     Stage1Plan,
@@ -175,9 +180,7 @@ class AblationRunner:
                 for name, layer in layers.items()
             }
         split = {
-            name: split_overrides(
-                layer, two_stage=two_stage, ignores=self.ablation.stage1_ignores
-            )
+            name: split_overrides(layer, two_stage=two_stage, ignores=self.ablation.stage1_ignores)
             for name, layer in layers.items()
         }
         return {name: parts[stage - 1] for name, parts in split.items()}
@@ -341,6 +344,13 @@ class AblationRunner:
             jobs.append(
                 (variant, (self.fit_arguments(variant, tags), self.log(variant), plan, tags))
             )
+        plans = [arguments[2] for _, arguments in jobs if arguments[2] is not None]
+        failed_stages = run_shared_stages(plans, self.reports / "logs")
+        for variant, arguments in [job for job in jobs if _failed(job, failed_stages)]:
+            error = failed_stages[arguments[2].stage_hash]
+            self.runs.mark_failed(variant, parent_run_id, error, time.time())
+            yield variant, 1, error, 0.0
+        jobs = [job for job in jobs if not _failed(job, failed_stages)]
         if self.jobs == 1:
             for variant, arguments in jobs:
                 started = time.time()
@@ -375,3 +385,9 @@ class AblationRunner:
             raise
         finally:
             pool.shutdown(wait=True)
+
+
+def _failed(job: tuple[Variant, tuple], failed_stages: Mapping[str, str]) -> bool:
+    """Whether a job's first stage is one that failed (its variant cannot train)."""
+    plan = job[1][2]
+    return plan is not None and plan.stage_hash in failed_stages

@@ -284,6 +284,13 @@ def expand(
     return variants
 
 
+def row_label(ablation: Ablation, variant: Variant) -> str:
+    """The table row of a variant: its values on the ``tables.rows`` axes (``ce+dtm``)."""
+    grouping = {ablation.tables.get("task"), ablation.tables.get("columns")}
+    axes = ablation.tables.get("rows") or [a for a in ablation.grid if a not in grouping]
+    return "+".join(variant.axes[axis] for axis in axes)
+
+
 def nested(overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``: a config file LightningCLI can read."""
     tree: dict[str, Any] = {}

@@ -11,7 +11,8 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import TextIO
@@ -59,6 +60,38 @@ def run_variant(
         except Exception as error:  # one variant's failure must not stop the grid
             traceback.print_exc(file=log)
             return 1, f"{type(error).__name__}: {error}", time.time() - started
+
+
+def run_shared_stages(plans: Sequence[Stage1Plan], logs: Path) -> dict[str, str]:
+    """Run, in this process and before any variant, each first stage that variants share.
+
+    Variants with one stage-1 hash (pix2pix's translation, which every input set of the
+    pseudo-image study reads) would otherwise start it side by side under ``--jobs N``,
+    or retry a diverging one once each. Returns ``{stage hash: error}`` of those that failed.
+    """
+    counts = Counter(plan.stage_hash for plan in plans)
+    shared = {plan.stage_hash: plan for plan in plans if counts[plan.stage_hash] > 1}
+    failed = {}
+    client = None
+    for digest, plan in shared.items():
+        from experiments.tracking import default_tracking_uri
+
+        client = client or mlflow.MlflowClient(default_tracking_uri())
+        log_path = logs / f"stage1-{digest}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        print(
+            f"stage 1 {digest} ({plan.method}), shared by {counts[digest]} variants ...", flush=True
+        )
+        with log_path.open("w") as log, quiet(log):
+            try:
+                run_stage1(plan, client)
+            except Exception as error:  # its variants fail with the reason, the rest go on
+                traceback.print_exc(file=log)
+                failed[digest] = f"stage 1 {digest} failed: {type(error).__name__}: {error}"
+        print(
+            f"stage 1 {digest}: " + ("FAILED, see " + str(log_path) if digest in failed else "ok")
+        )
+    return failed
 
 
 def share_cores(threads: int) -> None:

@@ -17,19 +17,12 @@ import mlflow
 import pandas as pd
 
 from experiments.ablate import AblationRunner
-from experiments.ablation_file import Ablation, AblationError, Variant
+from experiments.ablation_file import Ablation, AblationError, Variant, row_label
 from experiments.per_case import per_case_long
 from experiments.stability import PREFIX
 from experiments.tables import write_tables
 from experiments.tracking import COMPLEXITY
 from experiments.training_tables import SUPERVISION_PREFIX
-
-
-def row_label(ablation: Ablation, variant: Variant) -> str:
-    """The table row of a variant: its values on the ``tables.rows`` axes (``ce+dtm``)."""
-    grouping = {ablation.tables.get("task"), ablation.tables.get("columns")}
-    axes = ablation.tables.get("rows") or [a for a in ablation.grid if a not in grouping]
-    return "+".join(variant.axes[axis] for axis in axes)
 
 
 def column_group(ablation: Ablation, variant: Variant, run: mlflow.entities.Run) -> str:

@@ -53,6 +53,7 @@ from experiments.feature_maps import FeatureMapError, feature_maps_main
 from experiments.fit import ConfigError, apply_profile, run_lightning
 from experiments.profiles import DEFAULT_PROFILE
 from experiments.tracking import default_tracking_uri, is_local_store
+from lightning_modules.divergence import NonFiniteLossError
 
 
 def phantom_main(args: Sequence[str]) -> None:
@@ -287,6 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Lightning turns SIGTERM into this SystemExit without a code, which would exit 0.
         print("versaseg: stopped by SIGTERM", file=sys.stderr)
         return 128 + signal.SIGTERM
+    except NonFiniteLossError as error:
+        if show_traceback:
+            raise
+        print(f"versaseg: error: training diverged: {error}; the run is FAILED", file=sys.stderr)
+        return 1
     except (ManifestError, ConfigError, AblationError, FeatureMapError) as error:
         if show_traceback:
             raise

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from experiments.ablation_file import row_label
 from experiments.figures import most_informative_slice
 from experiments.table_format import format_markdown, format_mean_std, mean_std_by
 from lightning_modules.image_metrics import IMAGE_METRICS
@@ -83,15 +84,13 @@ def write_translation_report(runner: Any, out_dir: Path) -> dict[str, Path]:
 
 
 def examples(runner: Any, structure: str) -> dict[str, dict[str, np.ndarray]]:
-    """Input set -> the example test case of its run on ``structure``'s binary task."""
-    task_axis = runner.ablation.tables.get("task")
-    rows = runner.ablation.tables.get("rows") or []
+    """Table row -> the example test case of its run on ``structure``'s binary task."""
     finished = runner.runs.finished_runs([v.config_hash for v in runner.variants])
     found = {}
     with tempfile.TemporaryDirectory() as folder:
         for variant in runner.variants:
             run = finished.get(variant.config_hash)
-            if run is None or variant.axes.get(task_axis) != structure:
+            if run is None or run.data.params.get("data.task") != f"binary:{structure}":
                 continue
             try:
                 local = runner.runs.client.download_artifacts(
@@ -100,7 +99,7 @@ def examples(runner: Any, structure: str) -> dict[str, dict[str, np.ndarray]]:
             except Exception:  # a run from before examples were kept: no panel
                 continue
             with np.load(local) as arrays:
-                found["+".join(variant.axes[a] for a in rows)] = dict(arrays)
+                found[row_label(runner.ablation, variant)] = dict(arrays)
     return found
 
 

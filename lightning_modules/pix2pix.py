@@ -116,10 +116,11 @@ class Pix2PixModule(pl.LightningModule):
         )
         self.network: Generator | None = None
         self.discriminator: nn.Module | None = None
-        self.source_index: list[int] = []
-        self.target_index = -1
+        # Without a data module (`prepare`), images are the source channels, then the target.
+        self.source_index: list[int] = list(range(len(tuple(source or ()))))
+        self.target_index = len(self.source_index)
         if source is not None and target is not None:
-            self.build(len(tuple(source)))
+            self.build(len(self.source_index))
         self._val_rows: list[dict[str, Any]] = []
         self._test_rows: list[dict[str, Any]] = []
         self.test_results: pd.DataFrame | None = None
@@ -172,7 +173,7 @@ class Pix2PixModule(pl.LightningModule):
     def configure_model(self) -> None:
         # Test or predict from a checkpoint without `prepare`: resolve from the trainer's data.
         data = getattr(self.trainer, "datamodule", None)
-        if data is not None and (self.network is None or not self.source_index):
+        if data is not None:
             self.prepare(data)
         if self.network is None:
             raise ValueError("pix2pix: no data module to find source and target channels in")
@@ -210,18 +211,22 @@ class Pix2PixModule(pl.LightningModule):
         source, real = self.split(batch["image"])
         generator_optimiser, discriminator_optimiser = self.optimizers()
         fake = self(source)
-        step = dict(epoch=self.current_epoch, step=self.global_step)
+        # global_step counts optimiser steps, two per training step here.
+        step = dict(epoch=self.current_epoch, step=self.global_step // 2)
 
         with self.toggled_optimizer(discriminator_optimiser):
-            loss_real = self.adversarial_loss(
-                self.discriminate(source, real), real=True, for_discriminator=True
-            )
             # Detached: the discriminator's update must not reach the generator.
-            loss_fake = self.adversarial_loss(
-                self.discriminate(source, fake.detach()), real=False, for_discriminator=True
+            on_real = self.discriminate(source, real)
+            on_fake = self.discriminate(source, fake.detach())
+            check_finite(
+                {"generator output": fake, "discriminator output": torch.cat([on_real, on_fake])},
+                **step,
             )
-            discriminator_loss = 0.5 * (loss_real + loss_fake)
-            check_finite(**step, discriminator=discriminator_loss)
+            discriminator_loss = 0.5 * (
+                self.adversarial_loss(on_real, real=True, for_discriminator=True)
+                + self.adversarial_loss(on_fake, real=False, for_discriminator=True)
+            )
+            check_finite({"discriminator loss": discriminator_loss}, **step)
             discriminator_optimiser.zero_grad()
             self.manual_backward(discriminator_loss)
             discriminator_optimiser.step()
@@ -232,7 +237,7 @@ class Pix2PixModule(pl.LightningModule):
             )
             l1 = torch.nn.functional.l1_loss(fake.float(), real.float())
             generator_loss = adversarial + self.hparams.l1_weight * l1
-            check_finite(**step, generator=generator_loss)
+            check_finite({"generator loss": generator_loss}, **step)
             generator_optimiser.zero_grad()
             self.manual_backward(generator_loss)
             generator_optimiser.step()
