@@ -109,7 +109,8 @@ def test_the_stage_run_is_tagged_with_its_output_and_logs_pictures(translated):
 
 @pytest.mark.slow
 def test_segmentation_reads_the_pseudo_channel_like_any_other(translated, monkeypatch):
-    monkeypatch.chdir(translated["folder"])
+    monkeypatch.chdir(translated["folder"])  # the store the translation wrote to
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     manifest = translated["out"] / "manifest.csv"
     command = ["fit", "--config", str(BASELINE), "--profile", "smoke"]
     command += ["--data.manifest", str(manifest), "--data.channels", "[t1, pseudo_t2]"]
