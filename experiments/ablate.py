@@ -307,14 +307,15 @@ class AblationRunner:
                 f"(profile {self.profile}, data {self.manifest})",
                 flush=True,
             )
-            started = time.time()
+            # From the variants' own times: a shared first stage runs before any of them.
+            spent = 0.0
             for position, (variant, code, error, seconds) in enumerate(
                 self._train(pending, parent_run_id), start=1
             ):
                 if code != 0:
                     failures.append((variant, error))
-                elapsed = time.time() - started
-                remaining = elapsed / position * (len(pending) - position)
+                spent += seconds
+                remaining = spent / position * (len(pending) - position) / self.jobs
                 verdict = "ok" if code == 0 else f"FAILED (see {self.log(variant)})"
                 index = self.variants.index(variant) + 1
                 print(

@@ -158,7 +158,8 @@ class VersasegCLI(LightningCLI):
 
     def after_predict(self) -> None:
         writer = next(c for c in self.trainer.callbacks if isinstance(c, NiftiPredictionWriter))
-        print(f"Wrote {len(writer.written)} label maps to {writer.output_dir}/")
+        kind = "generated images" if hasattr(self.model, "generate") else "label maps"
+        print(f"Wrote {len(writer.written)} {kind} to {writer.output_dir}/")
 
 
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:

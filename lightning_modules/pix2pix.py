@@ -153,6 +153,34 @@ class Pix2PixModule(pl.LightningModule):
         self.target_index = data.channels.index(target)
         if self.network is None:
             self.build(len(source))
+        self.check_patch_size(tuple(data.patch_size))
+
+    @torch.no_grad()
+    def check_patch_size(self, patch_size: tuple[int, ...]) -> None:
+        """Raise a ValueError when a training patch is too small for the networks.
+
+        Each discriminator layer halves the patch; too many for the patch end in a
+        convolution larger than its input, deep inside the first training step.
+        """
+        was_training = self.training
+        self.eval()  # batch norm refuses a batch of one in training mode
+        try:
+            source = torch.zeros(1, len(self.source_index), *patch_size)
+            self.discriminate(source, self.network(source))
+        except RuntimeError as error:
+            options = {
+                "channels": 32,
+                "num_layers_d": 3,
+                **(self.hparams.discriminator_options or {}),
+            }
+            raise ValueError(
+                f"pix2pix: a training patch of {list(patch_size)} is too small for the "
+                f"generator or the discriminator ({options['num_layers_d']} layers, each halving "
+                "it): raise data.patch_size or lower "
+                "model.init_args.discriminator_options.num_layers_d"
+            ) from error
+        finally:
+            self.train(was_training)
 
     def build(self, sources: int) -> None:
         """The generator and discriminator for ``sources`` input channels."""

@@ -162,3 +162,10 @@ def test_image_metrics_refuse_an_empty_mask():
     volume = torch.zeros(4, 4, 4)
     with pytest.raises(ValueError, match="no voxel"):
         image_metrics(volume, volume, volume.bool())
+
+
+def test_a_patch_too_small_for_the_discriminator_is_refused_up_front():
+    module = small_module(spatial_dims=3)  # two discriminator layers
+    module.check_patch_size((16, 16, 16))
+    with pytest.raises(ValueError, match=r"patch of \[16, 16, 4\] is too small"):
+        module.check_patch_size((16, 16, 4))

@@ -1,0 +1,109 @@
+"""Training-step time of pix2pix against the segmentation U-Net it is compared with.
+
+One pix2pix step (``Pix2PixModule.training_step``'s work without Lightning: generator
+forward, discriminator on real and generated, discriminator update, generator update with
+adversarial + L1 loss) against one segmentation step (the same U-Net, Dice + CE, one
+update), both on a quick-profile batch (16 patches of 64 x 64), interleaved and as
+medians, so that the ratio says what the translation costs per step on this machine.
+Also the whole-volume generation of one 96 x 96 x 64 phantom-sized volume and its
+metrics inside the head.
+
+Run: .venv/bin/python benchmarks/pix2pix_step.py [--steps 20]
+Record the numbers in docs/performance.md with the machine they came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from lightning_modules.image_metrics import image_metrics
+from lightning_modules.losses import build_loss
+from lightning_modules.networks import build_network
+from lightning_modules.pix2pix import Pix2PixModule
+
+UNET = {"depth": 4, "base_channels": 16, "norm": "batch", "dropout": 0.0}
+
+
+def pix2pix_step() -> Callable[[], None]:
+    module = Pix2PixModule(source=["a"], target="b", generator_options=UNET)
+    generator_opt = torch.optim.Adam(module.network.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    discriminator_opt = torch.optim.Adam(module.discriminator.parameters(), lr=2e-4)
+    source, real = torch.randn(16, 1, 64, 64), torch.randn(16, 1, 64, 64)
+
+    def step() -> None:
+        fake = module(source)
+        loss_d = 0.5 * (
+            module.adversarial(module.discriminate(source, real), True, True)
+            + module.adversarial(module.discriminate(source, fake.detach()), False, True)
+        )
+        discriminator_opt.zero_grad()
+        loss_d.backward()
+        discriminator_opt.step()
+        adversarial = module.adversarial(module.discriminate(source, fake), True, False)
+        loss_g = adversarial + 100 * torch.nn.functional.l1_loss(fake, real)
+        generator_opt.zero_grad()
+        loss_g.backward()
+        generator_opt.step()
+
+    return step
+
+
+def segmentation_step() -> Callable[[], None]:
+    network = build_network("unet", spatial_dims=2, in_channels=2, out_channels=5, **UNET)
+    loss = build_loss("dice_ce", "none")
+    optimiser = torch.optim.AdamW(network.parameters(), lr=2e-3)
+    image, label = torch.randn(16, 2, 64, 64), torch.randint(0, 5, (16, 64, 64))
+
+    def step() -> None:
+        value = loss(network(image), label)
+        optimiser.zero_grad()
+        value.backward()
+        optimiser.step()
+
+    return step
+
+
+def seconds(run: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    options = parser.parse_args()
+    torch.manual_seed(0)
+    steps = {"pix2pix": pix2pix_step(), "segmentation": segmentation_step()}
+    for run in steps.values():  # warm-up: first calls allocate
+        run(), run()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(options.steps):
+        for name, run in steps.items():
+            times[name].append(seconds(run))
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    module = Pix2PixModule(source=["a"], target="b", generator_options=UNET).eval()
+    volume = torch.randn(2, 96, 96, 64)
+    generation = statistics.median(seconds(lambda: module.generate(volume)) for _ in range(3))
+    generated, mask = module.generate(volume), volume[0] > 0
+    metrics = statistics.median(
+        seconds(lambda: image_metrics(generated, volume[1], mask)) for _ in range(3)
+    )
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+    print("| step | median s | x segmentation step |\n| --- | ---: | ---: |")
+    for name, value in medians.items():
+        print(f"| {name} | {value:.3f} | {value / medians['segmentation']:.2f} |")
+    print(f"whole-volume generation (96 x 96 x 64, slice by slice): {generation:.2f} s")
+    print(f"MAE, PSNR and SSIM inside a mask of that volume: {metrics:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
