@@ -1,12 +1,13 @@
 """Training-step time of pix2pix against the segmentation U-Net it is compared with.
 
-One pix2pix step (``Pix2PixModule.training_step``'s work without Lightning: generator
-forward, discriminator on real and generated, discriminator update, generator update with
-adversarial + L1 loss) against one segmentation step (the same U-Net, Dice + CE, one
-update), both on a quick-profile batch (16 patches of 64 x 64), interleaved and as
-medians, so that the ratio says what the translation costs per step on this machine.
-Also the whole-volume generation of one 96 x 96 x 64 phantom-sized volume and its
-metrics inside the head.
+One pix2pix step (``Pix2PixModule.training_step``'s work without Lightning, with the
+module's networks and losses: generator forward, discriminator on real and generated,
+discriminator update, generator update with adversarial + L1 loss, each update with
+the other network's weights frozen as ``toggled_optimizer`` does) against one
+segmentation step (the same U-Net, Dice + CE, one update), both on a quick-profile
+batch (16 patches of 64 x 64), interleaved and as medians, so that the ratio says what
+the translation costs per step on this machine. Also the whole-volume generation of one
+96 x 96 x 64 phantom-sized volume and its metrics inside the head mask.
 
 Run: .venv/bin/python benchmarks/pix2pix_step.py [--steps 20]
 Record the numbers in docs/performance.md with the machine they came from.
@@ -23,6 +24,7 @@ from collections.abc import Callable
 
 import torch
 
+from datamodules.head_mask import head_mask
 from lightning_modules.image_metrics import image_metrics
 from lightning_modules.losses import build_loss
 from lightning_modules.networks import build_network
@@ -33,20 +35,34 @@ UNET = {"depth": 4, "base_channels": 16, "norm": "batch", "dropout": 0.0}
 
 def pix2pix_step() -> Callable[[], None]:
     module = Pix2PixModule(source=["a"], target="b", generator_options=UNET)
-    generator_opt = torch.optim.Adam(module.network.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    discriminator_opt = torch.optim.Adam(module.discriminator.parameters(), lr=2e-4)
+    betas = (0.5, 0.999)
+    generator_opt = torch.optim.Adam(module.network.parameters(), lr=2e-4, betas=betas)
+    discriminator_opt = torch.optim.Adam(module.discriminator.parameters(), lr=2e-4, betas=betas)
     source, real = torch.randn(16, 1, 64, 64), torch.randn(16, 1, 64, 64)
+
+    def only(network: torch.nn.Module) -> None:
+        # What Lightning's toggled_optimizer does: the other network's weights need no grad.
+        for other in (module.network, module.discriminator):
+            other.requires_grad_(other is network)
 
     def step() -> None:
         fake = module(source)
+        only(module.discriminator)
         loss_d = 0.5 * (
-            module.adversarial(module.discriminate(source, real), True, True)
-            + module.adversarial(module.discriminate(source, fake.detach()), False, True)
+            module.adversarial_loss(
+                module.discriminate(source, real), real=True, for_discriminator=True
+            )
+            + module.adversarial_loss(
+                module.discriminate(source, fake.detach()), real=False, for_discriminator=True
+            )
         )
         discriminator_opt.zero_grad()
         loss_d.backward()
         discriminator_opt.step()
-        adversarial = module.adversarial(module.discriminate(source, fake), True, False)
+        only(module.network)
+        adversarial = module.adversarial_loss(
+            module.discriminate(source, fake), real=True, for_discriminator=False
+        )
         loss_g = adversarial + 100 * torch.nn.functional.l1_loss(fake, real)
         generator_opt.zero_grad()
         loss_g.backward()
@@ -92,7 +108,8 @@ def main() -> None:
     module = Pix2PixModule(source=["a"], target="b", generator_options=UNET).eval()
     volume = torch.randn(2, 96, 96, 64)
     generation = statistics.median(seconds(lambda: module.generate(volume)) for _ in range(3))
-    generated, mask = module.generate(volume), volume[0] > 0
+    generated = module.generate(volume)
+    mask = torch.from_numpy(head_mask(volume[0].numpy()))
     metrics = statistics.median(
         seconds(lambda: image_metrics(generated, volume[1], mask)) for _ in range(3)
     )

@@ -349,6 +349,8 @@ class AblationRunner:
         failed_stages = run_shared_stages(plans, self.reports / "logs")
         for variant, arguments in [job for job in jobs if _failed(job, failed_stages)]:
             error = failed_stages[arguments[2].stage_hash]
+            arguments[1].parent.mkdir(parents=True, exist_ok=True)
+            arguments[1].write_text(error + "\n")  # the variant's log names the reason
             self.runs.mark_failed(variant, parent_run_id, error, time.time())
             yield variant, 1, error, 0.0
         jobs = [job for job in jobs if not _failed(job, failed_stages)]

@@ -40,6 +40,8 @@ def config_hash(
     payload = {
         "config": ablation.config.read_text(),
         "stage1_config": stage1.read_text() if stage1 else None,
+        # What stage 1 ignores decides which keys reach it, hence its cohort.
+        **({"stage1_ignores": list(ablation.stage1_ignores)} if ablation.stage1_ignores else {}),
         "profile": profile_path(profile).read_text(),
         "overrides": variant.overrides,
         "budget": ablation.budgets.get(profile, {}),

@@ -14,6 +14,7 @@ import traceback
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -73,9 +74,9 @@ def run_shared_stages(plans: Sequence[Stage1Plan], logs: Path) -> dict[str, str]
     shared = {plan.stage_hash: plan for plan in plans if counts[plan.stage_hash] > 1}
     failed = {}
     client = None
-    for digest, plan in shared.items():
-        from experiments.tracking import default_tracking_uri
+    from experiments.tracking import default_tracking_uri
 
+    for digest, plan in shared.items():
         client = client or mlflow.MlflowClient(default_tracking_uri())
         log_path = logs / f"stage1-{digest}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,11 +84,16 @@ def run_shared_stages(plans: Sequence[Stage1Plan], logs: Path) -> dict[str, str]
             f"stage 1 {digest} ({plan.method}), shared by {counts[digest]} variants ...", flush=True
         )
         with log_path.open("w") as log, quiet(log):
+            # Tagged as the stage of many variants, not as the first one's.
+            tags = {k: v for k, v in plan.tags.items() if k != "variant" and "axis." not in k}
+            shared_plan = replace(plan, tags={**tags, "stage1_shared_by": str(counts[digest])})
             try:
-                run_stage1(plan, client)
+                run_stage1(shared_plan, client)
             except Exception as error:  # its variants fail with the reason, the rest go on
                 traceback.print_exc(file=log)
-                failed[digest] = f"stage 1 {digest} failed: {type(error).__name__}: {error}"
+                failed[digest] = (
+                    f"stage 1 {digest} failed: {type(error).__name__}: {error} (see {log_path})"
+                )
         print(
             f"stage 1 {digest}: " + ("FAILED, see " + str(log_path) if digest in failed else "ok")
         )

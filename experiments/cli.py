@@ -206,7 +206,7 @@ def ablate_main(args: Sequence[str], *, train: bool = True) -> int:
     return 1 if failures else 0
 
 
-USAGE = """usage: versaseg {fit,validate,test,predict,phantom,ixi,ablate,tables,ui,feature-maps} ...
+USAGE = """usage: versaseg COMMAND ...   (COMMAND: one of those below)
 
   fit | validate | test | predict   LightningCLI over experiments/configs/*.yaml
                                     (versaseg fit --help for every option)

@@ -25,12 +25,13 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from datamodules.dataset import DatasetDescription
+from datamodules.dataset import DatasetDescription, Translation
 from datamodules.manifest import ManifestError
 from datamodules.nifti import save_nifti
 from datamodules.stage_output import write_stage_output
@@ -82,10 +83,13 @@ def run_stage(arguments: Sequence[str], *, method: str, output: str | Path) -> S
         trainer.fit(model, datamodule=data)
         # Test subjects measure the checkpoint that validation chose; it stays loaded.
         trainer.test(model, datamodule=data, ckpt_path="best")
+        # Lightning moves the module back to the CPU when testing ends.
+        model.to(trainer.strategy.root_device)
         images, quality = _generate(data, model, output)
         seconds = time.time() - started
         pseudo = model.pseudo_channel
-        description = _description(data.description, data.channels).with_channel(pseudo)
+        description = _description(data.description, data.channels, model.translation)
+        description = description.with_channel(pseudo)
         splits = {split: data.records[split] for split in SPLITS if split in data.records}
         manifest = write_stage_output(output, splits, {}, description, images)
         quality.to_csv(output / QUALITY_FILE, index=False)
@@ -98,7 +102,7 @@ def run_stage(arguments: Sequence[str], *, method: str, output: str | Path) -> S
             "pseudo_channel": pseudo,
         }
         (output / STAGE_FILE).write_text(json.dumps(record, indent=1))
-        _track(logger, output, quality, seconds, description.channels)
+        _track(logger, output, method, quality, seconds, description.channels)
     except BaseException:
         logger.finalize("failed")
         raise
@@ -109,7 +113,7 @@ def run_stage(arguments: Sequence[str], *, method: str, output: str | Path) -> S
 
 
 def _generate(
-    data: object, model: Pix2PixModule, output: Path
+    data: Any, model: Pix2PixModule, output: Path
 ) -> tuple[dict[str, dict[str, Path]], pd.DataFrame]:
     """Every subject's pseudo image on disk, and its quality inside the head."""
     model.eval()
@@ -132,11 +136,10 @@ def _generate(
     return images, pd.DataFrame(rows)
 
 
-def _description(description: DatasetDescription, channels: Sequence[str]) -> DatasetDescription:
-    """The input description narrowed to the loaded channels (the manifest's columns)."""
-    translation = description.translation
-    if translation is not None and not {*translation.source, translation.target} <= set(channels):
-        translation = None
+def _description(
+    description: DatasetDescription, channels: Sequence[str], translation: Translation
+) -> DatasetDescription:
+    """The input description narrowed to the loaded channels, with the pair trained."""
     return DatasetDescription(
         tuple(channels),
         description.class_map,
@@ -147,8 +150,9 @@ def _description(description: DatasetDescription, channels: Sequence[str]) -> Da
 
 
 def _track(
-    logger: object,
+    logger: Any,
     output: Path,
+    method: str,
     quality: pd.DataFrame,
     seconds: float,
     channels: Sequence[str],
@@ -172,7 +176,7 @@ def _track(
         output,
         stage="images",
         method_tag="translation_method",
-        method="pix2pix",
+        method=method,
         channels=channels,
         artifacts=small,
     )

@@ -24,9 +24,9 @@ from matplotlib.figure import Figure
 from experiments.ablation_file import row_label
 from experiments.figures import most_informative_slice
 from experiments.table_format import format_markdown, format_mean_std, mean_std_by
+from experiments.translate import QUALITY_FILE
 from lightning_modules.image_metrics import IMAGE_METRICS
 
-QUALITY_FILE = "translation_quality.csv"
 EXAMPLE_ARTIFACT = "figures/example_case.npz"
 
 

@@ -30,7 +30,7 @@ from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
 from datamodules.contract import SegmentationData
-from datamodules.dataset import PSEUDO_PREFIX
+from datamodules.dataset import Translation
 from datamodules.head_mask import head_mask
 from lightning_modules.divergence import check_finite
 from lightning_modules.image_metrics import IMAGE_METRICS, image_metrics
@@ -40,6 +40,9 @@ from lightning_modules.translation_figure import head_slice, translation_figure
 
 ACTIVATIONS = {"none": nn.Identity, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 CRITERIA = {"vanilla": "bce", "least_squares": "least_squares"}
+# The paper's PatchGAN: 64 filters and three stride-2 layers (70 x 70 patches at 256 x 256);
+# halved filters here, for a CPU.
+DISCRIMINATOR_DEFAULTS = {"channels": 32, "num_layers_d": 3}
 
 
 class Generator(nn.Module):
@@ -119,7 +122,9 @@ class Pix2PixModule(pl.LightningModule):
         # Without a data module (`prepare`), images are the source channels, then the target.
         self.source_index: list[int] = list(range(len(tuple(source or ()))))
         self.target_index = len(self.source_index)
+        self.translation: Translation | None = None
         if source is not None and target is not None:
+            self.translation = Translation(tuple(source), target)
             self.build(len(self.source_index))
         self._val_rows: list[dict[str, Any]] = []
         self._test_rows: list[dict[str, Any]] = []
@@ -127,21 +132,33 @@ class Pix2PixModule(pl.LightningModule):
 
     # ------------------------------------------------------------ the data
     def prepare(self, data: SegmentationData) -> None:
-        """Find source and target among the data's channels; build the networks.
+        """Find source and target among the data's channels, build the networks, check sizes.
 
         Raises:
-            ValueError: no translation is named, or its channels are not loaded.
+            ValueError: no translation is named, its channels are not loaded, or a
+                training patch is too small for the networks.
         """
-        translation = data.description.translation
-        source = self.hparams.source or (translation.source if translation else None)
-        target = self.hparams.target or (translation.target if translation else None)
+        self.resolve(data)
+        self.check_patch_size(tuple(data.patch_size))
+
+    def resolve(self, data: SegmentationData, *, need_target: bool = True) -> None:
+        """Set the source and target channels' indices in the data; build the networks.
+
+        ``need_target=False`` (prediction) accepts data without the target channel: a
+        generator is deployed where the target was never acquired.
+        """
+        described = data.description.translation
+        source = self.hparams.source or (described.source if described else None)
+        target = self.hparams.target or (described.target if described else None)
         if not source or not target:
             raise ValueError(
                 "pix2pix needs source and target channels: set model.init_args.source and "
                 "target, or `translation: {source: [...], target: ...}` in the dataset "
                 f"description of {data.manifest}"
             )
-        missing = [name for name in (*source, target) if name not in data.channels]
+        self.translation = Translation(tuple(source), target)  # checks target not in source
+        needed = [*source, target] if need_target else list(source)
+        missing = [name for name in needed if name not in data.channels]
         if missing:
             raise ValueError(
                 f"pix2pix channels {missing} are not among the data's channels "
@@ -150,10 +167,9 @@ class Pix2PixModule(pl.LightningModule):
         # Recorded, so that a checkpoint rebuilds the same networks on its own.
         self.hparams.source, self.hparams.target = list(source), target
         self.source_index = [data.channels.index(name) for name in source]
-        self.target_index = data.channels.index(target)
+        self.target_index = data.channels.index(target) if target in data.channels else -1
         if self.network is None:
             self.build(len(source))
-        self.check_patch_size(tuple(data.patch_size))
 
     @torch.no_grad()
     def check_patch_size(self, patch_size: tuple[int, ...]) -> None:
@@ -164,23 +180,26 @@ class Pix2PixModule(pl.LightningModule):
         """
         was_training = self.training
         self.eval()  # batch norm refuses a batch of one in training mode
+        device = next(self.network.parameters()).device
         try:
-            source = torch.zeros(1, len(self.source_index), *patch_size)
+            source = torch.zeros(1, len(self.source_index), *patch_size, device=device)
             self.discriminate(source, self.network(source))
         except RuntimeError as error:
-            options = {
-                "channels": 32,
-                "num_layers_d": 3,
-                **(self.hparams.discriminator_options or {}),
-            }
+            if "size" not in str(error).lower():
+                raise
+            layers = self.discriminator_options()["num_layers_d"]
             raise ValueError(
                 f"pix2pix: a training patch of {list(patch_size)} is too small for the "
-                f"generator or the discriminator ({options['num_layers_d']} layers, each halving "
-                "it): raise data.patch_size or lower "
-                "model.init_args.discriminator_options.num_layers_d"
+                f"generator or the discriminator ({layers} layers, each halving it): raise "
+                "data.patch_size or lower model.init_args.discriminator_options.num_layers_d "
+                f"({error})"
             ) from error
         finally:
             self.train(was_training)
+
+    def discriminator_options(self) -> dict[str, Any]:
+        """``PatchDiscriminator`` arguments: the pix2pix defaults, then the config's."""
+        return {**DISCRIMINATOR_DEFAULTS, **(self.hparams.discriminator_options or {})}
 
     def build(self, sources: int) -> None:
         """The generator and discriminator for ``sources`` input channels."""
@@ -193,23 +212,25 @@ class Pix2PixModule(pl.LightningModule):
             **(hp.generator_options or {}),
         )
         self.network = Generator(network, hp.output_activation)
-        options = {"channels": 32, "num_layers_d": 3, **(hp.discriminator_options or {})}
         self.discriminator = PatchDiscriminator(
-            spatial_dims=hp.spatial_dims, in_channels=sources + 1, out_channels=1, **options
+            spatial_dims=hp.spatial_dims,
+            in_channels=sources + 1,
+            out_channels=1,
+            **self.discriminator_options(),
         )
 
     def configure_model(self) -> None:
         # Test or predict from a checkpoint without `prepare`: resolve from the trainer's data.
         data = getattr(self.trainer, "datamodule", None)
         if data is not None:
-            self.prepare(data)
+            self.resolve(data, need_target=not self.trainer.predicting)
         if self.network is None:
             raise ValueError("pix2pix: no data module to find source and target channels in")
 
     @property
     def pseudo_channel(self) -> str:
         """The name of the generated channel (``pseudo_<target>``)."""
-        return PSEUDO_PREFIX + self.hparams.target
+        return self.translation.pseudo
 
     def network_input(self, image: torch.Tensor) -> torch.Tensor:
         """The generator's input ``(B, S, ...)`` from a batch's ``image (B, C, ...)``."""

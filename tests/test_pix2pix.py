@@ -43,6 +43,8 @@ def test_generator_and_discriminator_shapes(spatial_dims, shape):
 
 def test_the_discriminator_is_conditional_on_the_source():
     module = small_module().eval()
+    first = next(m for m in module.discriminator.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 2  # one source channel + the image judged
     image = torch.randn(2, 1, 32, 32)
     one = module.discriminate(torch.randn(2, 1, 32, 32), image)
     other = module.discriminate(torch.randn(2, 1, 32, 32), image)
@@ -156,6 +158,21 @@ def test_image_metrics_against_hand_values_and_monai():
     )
     assert metrics["ssim"] == pytest.approx(float(expected), rel=1e-6)
     assert metrics["ssim"] < 1.0
+
+
+def test_ssim_ignores_voxels_outside_the_mask_inside_its_bounding_box():
+    torch.manual_seed(0)
+    real = torch.rand(16, 16, 16)
+    mask = torch.zeros_like(real, dtype=torch.bool)
+    mask[2:14, 2:6, 2:14] = True  # an L: a bar and a foot, their box holds outside voxels
+    mask[2:6, 2:14, 2:14] = True
+    generated = real + 0.1 * torch.randn_like(real)
+    other = generated.clone()
+    other[~mask] = 100.0  # wildly different outside the mask, also inside the box
+    assert masked_ssim(other, real, mask) == pytest.approx(masked_ssim(generated, real, mask))
+    changed = generated.clone()
+    changed[mask] += 0.5 * torch.randn(int(mask.sum()))
+    assert masked_ssim(changed, real, mask) < masked_ssim(generated, real, mask)
 
 
 def test_image_metrics_refuse_an_empty_mask():

@@ -148,3 +148,20 @@ def test_translate_refuses_data_without_a_translation_pair(in_tmp, capsys):
     ]
     assert main(command) == 2
     assert "pix2pix needs source and target channels" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_generates_from_the_source_alone_with_a_checkpoint(translated, cohort, monkeypatch):
+    monkeypatch.chdir(translated["folder"])
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (checkpoint,) = translated["folder"].glob("mlruns/checkpoints/*/*/checkpoints/best-*.ckpt")
+    out = translated["folder"] / "predicted"
+    command = ["predict", *STAGE, "--data.manifest", str(cohort), "--data.channels", "[t1]"]
+    command += ["--ckpt_path", str(checkpoint), "--prediction_writer.output_dir", str(out)]
+    assert main(command) == 0  # no t2 read: a generator is used where none was acquired
+    written = sorted(path.name for path in out.iterdir())
+    assert written == [f"case{index:02d}_pseudo_t2.nii.gz" for index in range(8)]
+    source = nib.load(cohort.parent / "case00" / "t1.nii.gz")
+    generated = nib.load(out / "case00_pseudo_t2.nii.gz")
+    np.testing.assert_allclose(generated.affine, source.affine)
+    assert generated.shape == source.shape
