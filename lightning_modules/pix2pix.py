@@ -14,6 +14,7 @@ z-normalised per channel by the data module, so the generator's output is unboun
 default (``output_activation: none``) and a generated image is on the target's
 normalised scale. Validation and test generate whole volumes and log MAE, PSNR and SSIM
 inside the head (``lightning_modules.image_metrics``) and a figure per epoch.
+Lightning's ``trainer.max_steps`` counts optimiser steps: two per training step here.
 """
 
 from __future__ import annotations

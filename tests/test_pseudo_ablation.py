@@ -9,8 +9,7 @@ import pytest
 import yaml
 
 from experiments.ablate import AblationRunner
-from experiments.ablation_file import AblationError, expand, load_ablation
-from experiments.ablation_placeholders import channel_substituted
+from experiments.ablation_file import AblationError, load_ablation
 from experiments.cli import main
 from experiments.tracking import default_tracking_uri
 from tests.cohort import write_cohort
@@ -51,14 +50,6 @@ def test_a_dataset_without_a_translation_pair_is_refused_by_name(in_tmp):
         AblationRunner(load_ablation(PSEUDO), manifest=str(manifest))
 
 
-def test_a_source_of_several_channels_is_spliced_into_lists_only():
-    channels = {"{source}": ["t1", "pd"], "{target}": ["t2"], "{pseudo}": ["pseudo_t2"]}
-    assert channel_substituted(["{source}", "{pseudo}"], channels) == ["t1", "pd", "pseudo_t2"]
-    assert channel_substituted("binary:{target}", channels) == "binary:t2"
-    with pytest.raises(ValueError, match="stands for 2 channels"):
-        channel_substituted("x{source}", channels)
-
-
 def test_stage1_ignores_must_be_data_keys(in_tmp):
     study = yaml.safe_load(PSEUDO.read_text())
     study["stage1"]["ignores"] = ["model.x"]
@@ -66,13 +57,6 @@ def test_stage1_ignores_must_be_data_keys(in_tmp):
     path.write_text(yaml.safe_dump(study))
     with pytest.raises(AblationError, match="must list data keys"):
         load_ablation(path)
-
-
-def test_thin_structure_entries_expand_to_nothing_without_thin_structures(in_tmp):
-    study = load_ablation(PSEUDO)
-    study.grid["task"] = {"{thin_structure}": {"data.task": "binary:{thin_structure}"}}
-    with pytest.raises(AblationError, match=r"axes \['task'\] have no entries"):
-        expand(study, structures=("gland",))
 
 
 # Two translations (one diverges) x two input sets: each translation is shared by two
