@@ -154,7 +154,10 @@ def test_translate_refuses_data_without_a_translation_pair(in_tmp, capsys):
 def test_predict_generates_from_the_source_alone_with_a_checkpoint(translated, cohort, monkeypatch):
     monkeypatch.chdir(translated["folder"])
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    (checkpoint,) = translated["folder"].glob("mlruns/checkpoints/*/*/checkpoints/best-*.ckpt")
+    client = mlflow.MlflowClient(translated["uri"])
+    (run,) = client.search_runs([client.get_experiment_by_name("pseudo").experiment_id])
+    pattern = f"mlruns/checkpoints/*/{run.info.run_id}/checkpoints/best-*.ckpt"
+    (checkpoint,) = translated["folder"].glob(pattern)
     out = translated["folder"] / "predicted"
     command = ["predict", *STAGE, "--data.manifest", str(cohort), "--data.channels", "[t1]"]
     command += ["--ckpt_path", str(checkpoint), "--prediction_writer.output_dir", str(out)]
