@@ -25,6 +25,7 @@ from torch import nn
 
 from datamodules.contract import SegmentationData
 from datamodules.slice_selection import SliceSelection, labelled_slices, slice_groups
+from lightning_modules.divergence import check_finite
 from lightning_modules.segmentation import SegmentationModule
 
 Scope = Literal["cohort", "subject"]
@@ -181,6 +182,7 @@ class LabelCleansingModule(SegmentationModule):
         if not losses:
             return None  # no patch of this batch lies on a selected slice
         loss = torch.stack(losses).sum()
+        check_finite({"training loss": loss}, epoch=self.current_epoch, step=self.global_step)
         self.log(
             "train/loss",
             loss / len(losses),

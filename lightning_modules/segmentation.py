@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from datamodules.contract import SegmentationData
+from lightning_modules.divergence import check_finite
 from lightning_modules.inference import predict_volume
 from lightning_modules.losses import WEIGHTINGS, LossWeighting, build_loss
 from lightning_modules.metrics import METRICS, case_metrics, dice_per_class
@@ -164,6 +165,8 @@ class SegmentationModule(pl.LightningModule):
         loss = self.loss(
             logits, batch["label"], mask=batch.get("mask"), distance=batch.get("distance")
         )
+        # A NaN step would poison every weight and the run would still end FINISHED.
+        check_finite({"training loss": loss}, epoch=self.current_epoch, step=self.global_step)
         self.log(
             "train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(logits)
         )
