@@ -70,14 +70,13 @@ def run_shared_stages(plans: Sequence[Stage1Plan], logs: Path) -> dict[str, str]
     pseudo-image study reads) would otherwise start it side by side under ``--jobs N``,
     or retry a diverging one once each. Returns ``{stage hash: error}`` of those that failed.
     """
+    from experiments.tracking import default_tracking_uri
+
     counts = Counter(plan.stage_hash for plan in plans)
     shared = {plan.stage_hash: plan for plan in plans if counts[plan.stage_hash] > 1}
     failed = {}
-    client = None
-    from experiments.tracking import default_tracking_uri
-
+    client = mlflow.MlflowClient(default_tracking_uri()) if shared else None
     for digest, plan in shared.items():
-        client = client or mlflow.MlflowClient(default_tracking_uri())
         log_path = logs / f"stage1-{digest}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         print(
