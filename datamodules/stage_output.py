@@ -29,6 +29,8 @@ from datamodules.dataset import DatasetDescription, write_description
 from datamodules.manifest import SubjectRecord
 
 MANIFEST_NAME = "manifest.csv"
+# The splits a cohort keeps, in manifest order (a data module's "predict" holds them all).
+SPLITS = ("train", "val", "test")
 
 
 def write_stage_output(
@@ -42,7 +44,8 @@ def write_stage_output(
 
     Args:
         folder: the stage's output folder (created).
-        splits: split name -> its records, as the stage's data module split them.
+        splits: split name -> its records, as the stage's data module split them
+            (``data.records``); only ``train``, ``val`` and ``test`` are written.
         labels: subject -> its new label file; others keep their own label.
         description: the description of the new cohort; its channels are the columns.
         images: subject -> channel -> file, for channels the stage generated (every
@@ -54,8 +57,8 @@ def write_stage_output(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    for split, records in splits.items():
-        for record in records:
+    for split in (name for name in SPLITS if name in splits):
+        for record in splits[split]:
             label = labels.get(record.subject, record.label)
             paths = {**record.channels, **(images or {}).get(record.subject, {})}
             row = {"subject": record.subject}

@@ -108,16 +108,7 @@ def run_stage(arguments: Sequence[str], *, method: str, output: str | Path) -> S
         labels = _reconstruct(data, model, method, axis)
         seconds = time.time() - started
         paths = _write_labels(output, data, labels)
-        manifest = write_stage_output(
-            output,
-            {
-                split: data.records[split]
-                for split in ("train", "val", "test")
-                if split in data.records
-            },
-            paths,
-            _task_description(data),
-        )
+        manifest = write_stage_output(output, data.records, paths, _task_description(data))
         quality = _quality(data, labels)
         quality.to_csv(output / "label_quality.csv", index=False)
         record = {"method": method, "run_id": logger.run_id, "seconds": seconds}

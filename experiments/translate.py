@@ -34,7 +34,7 @@ import pandas as pd
 from datamodules.dataset import DatasetDescription, Translation
 from datamodules.manifest import ManifestError
 from datamodules.nifti import save_nifti
-from datamodules.stage_output import write_stage_output
+from datamodules.stage_output import SPLITS, write_stage_output
 from experiments.cleanse import StageResult
 from experiments.fit import ConfigError, parse_cli
 from experiments.stage_tracking import STAGE_FILE, record_stage
@@ -44,7 +44,6 @@ from lightning_modules.pix2pix import Pix2PixModule
 
 METHODS = ("pix2pix",)
 QUALITY_FILE = "translation_quality.csv"
-SPLITS = ("train", "val", "test")
 
 
 def run_stage(arguments: Sequence[str], *, method: str, output: str | Path) -> StageResult:
@@ -90,8 +89,7 @@ def run_stage(arguments: Sequence[str], *, method: str, output: str | Path) -> S
         pseudo = model.pseudo_channel
         description = _description(data.description, data.channels, model.translation)
         description = description.with_channel(pseudo)
-        splits = {split: data.records[split] for split in SPLITS if split in data.records}
-        manifest = write_stage_output(output, splits, {}, description, images)
+        manifest = write_stage_output(output, data.records, {}, description, images)
         quality.to_csv(output / QUALITY_FILE, index=False)
         record = {
             "method": method,
