@@ -15,7 +15,7 @@ JOBS ?=
 DATA_DEPS := $(if $(filter $(PHANTOM)/manifest.csv,$(DATA)),$(PHANTOM)/dataset.yaml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint demo ablation-losses ablation-skips ablation-cleansing ablation-pseudo ui clean
+.PHONY: help install browser test lint demo ablation-losses ablation-skips ablation-cleansing ablation-pseudo ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -30,7 +30,20 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 install: $(STAMP) ## create .venv and install versaseg with pinned versions (once)
 
-test: install ## ruff, then the test suite
+# The MLflow UI test drives Debian's Chromium through its chromedriver. As root
+# (CI), the packages are installed when absent; otherwise the target says how.
+browser: ## Debian's chromium and chromium-driver, for the MLflow UI test
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "make test needs Debian's chromium and chromium-driver (the MLflow UI test):"; \
+		echo "  sudo apt-get install chromium chromium-driver"; exit 1; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null \
+		|| { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends \
+			chromium chromium-driver >/dev/null; } \
+		|| { echo "could not install chromium and chromium-driver with apt-get"; exit 1; }
+
+test: install browser ## ruff, then the test suite (the MLflow UI test in headless Chromium)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

@@ -94,6 +94,8 @@ class AblationRunner:
             manifest=manifest,
             settings=self.settings,
             dataset=self.description.to_dict(),
+            axes=list(ablation.grid),
+            base_config=str(ablation.config),
         )
         # Reads every file of the manifest once: a missing one fails here, not 60 times.
         records = read_manifest(manifest, self.description.channels, require_label=False)

@@ -2,7 +2,8 @@
 
 ``collect_results`` reads each finished variant's per-case metrics, curves and
 run facts from MLflow; ``write_reports`` turns them into ``experiments.tables``
-output under ``reports/<ablation>/`` and logs it on the parent run.
+output under ``reports/<ablation>/`` and logs it on the parent run
+(``experiments.ablation_parent``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pandas as pd
 
 from experiments.ablate import AblationRunner
 from experiments.ablation_file import Ablation, AblationError, Variant, row_label
+from experiments.ablation_parent import publish
 from experiments.per_case import per_case_long
 from experiments.stability import PREFIX
 from experiments.tables import write_tables
@@ -162,8 +164,5 @@ def write_reports(runner: AblationRunner) -> Path:
             if section in stage_paths:
                 report.write_text(report.read_text() + "\n" + stage_paths[section].read_text())
             paths |= stage_paths
-    parent = runner.runs.find_parent()
-    if parent is not None:
-        for path in paths.values():
-            runner.runs.client.log_artifact(parent, str(path), "tables")
+    publish(runner, paths)
     return paths["report.md"]

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import mlflow
 
 from experiments.ablation_file import Variant
+from experiments.mlflow_ui import NOTE_TAG, describe_experiment
+from experiments.run_notes import variant_note
 from experiments.tracking import LOCAL_ARTIFACT_ROOT, default_tracking_uri, is_local_store
 
 
@@ -30,6 +32,8 @@ class AblationRuns:
         manifest: str,
         settings: Mapping[str, Any],
         dataset: Mapping[str, Any],
+        axes: Sequence[str] = (),
+        base_config: str = "",
     ) -> None:
         self.ablation = ablation
         self.experiment = experiment
@@ -37,6 +41,8 @@ class AblationRuns:
         self.manifest = manifest
         self.settings = dict(settings)
         self.dataset = dict(dataset)
+        self.axes = list(axes)
+        self.base_config = base_config
         self.client = mlflow.MlflowClient(default_tracking_uri())
         self._experiment_id: str | None = None
 
@@ -64,6 +70,7 @@ class AblationRuns:
                 self._experiment_id = self.client.create_experiment(
                     self.experiment, artifact_location=location
                 )
+            describe_experiment(self.client, self._experiment_id, self.axes)
         return self._experiment_id
 
     def search(self, query: str, **options: Any) -> list[mlflow.entities.Run]:
@@ -155,13 +162,23 @@ class AblationRuns:
             max_results=1,
         )
         message = (error or "failed; see the variant's log")[:500]
+        note = variant_note(
+            ablation=self.ablation,
+            variant=variant.name,
+            profile=self.profile,
+            seed=variant.seed,
+            base_config=self.base_config,
+            overrides=variant.overrides,
+            error=message,
+        )
         if runs:
             run = runs[0]
             if run.info.status != "FAILED":
                 self.client.set_terminated(run.info.run_id, "FAILED")
             if "error" not in run.data.tags:
                 self.client.set_tag(run.info.run_id, "error", message)
+            self.client.set_tag(run.info.run_id, NOTE_TAG, note)
             return
-        tags = {**self.child_tags(variant, parent_run_id), "error": message}
+        tags = {**self.child_tags(variant, parent_run_id), "error": message, NOTE_TAG: note}
         run = self.client.create_run(self.experiment_id(), run_name=variant.name, tags=tags)
         self.client.set_terminated(run.info.run_id, "FAILED")

@@ -13,7 +13,7 @@ Usage::
                      --config experiments/configs/cleansing.yaml [--profile ...] [fit flags]
     versaseg translate --output DIR --config experiments/configs/baseline.yaml
                        --config experiments/configs/translation.yaml [--profile ...] [fit flags]
-    versaseg ui [--port 5000]
+    versaseg ui [--port 5000] [--host 127.0.0.1]
     versaseg feature-maps compare RUN_A RUN_B --layer NAME [--epoch N] [--out PNG]
 
 ``--profile`` (default ``quick``) inserts ``experiments/configs/profiles/<name>.yaml``
@@ -51,6 +51,7 @@ from experiments.ablation_file import AblationError, load_ablation, parse_settin
 from experiments.ablation_results import write_reports
 from experiments.feature_maps import FeatureMapError, feature_maps_main
 from experiments.fit import ConfigError, apply_profile, run_lightning
+from experiments.mlflow_ui import ui_addresses
 from experiments.profiles import DEFAULT_PROFILE
 from experiments.tracking import default_tracking_uri, is_local_store
 from lightning_modules.divergence import NonFiniteLossError
@@ -125,19 +126,29 @@ def ixi_main(args: Sequence[str]) -> None:
 
 
 def ui_main(args: Sequence[str]) -> int:
-    """``versaseg ui``: serve the MLflow UI of this folder's store on 127.0.0.1."""
+    """``versaseg ui``: serve the MLflow UI of this folder's store, on 127.0.0.1 by default."""
     parser = argparse.ArgumentParser(
-        prog="versaseg ui", description="Serve the MLflow UI of the local store on 127.0.0.1."
+        prog="versaseg ui",
+        description="Serve the MLflow UI of the local store (127.0.0.1 unless --host says).",
     )
     parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)"
+    )
     options = parser.parse_args(args)
     store = default_tracking_uri()
     if not is_local_store(store):
         print(f"MLFLOW_TRACKING_URI is {store}: open that server's UI instead.")
+        for line in ui_addresses(store, store):
+            print(line)
         return 0
-    print(f"MLflow UI for {store} at http://127.0.0.1:{options.port} (Ctrl-C stops it)")
+    shown = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
+    reach = "this machine only" if options.host == "127.0.0.1" else "the network"
+    print(f"MLflow UI for {store}, bound to {options.host} ({reach}); Ctrl-C stops it")
+    for line in ui_addresses(store, f"http://{shown}:{options.port}"):
+        print(line)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store]
-    command += ["--host", "127.0.0.1", "--port", str(options.port)]
+    command += ["--host", options.host, "--port", str(options.port)]
     sys.stdout.flush()
     # Become the server, so that signals reach it and its workers directly.
     os.execv(sys.executable, command)

@@ -72,3 +72,31 @@ def most_informative_slice(labels: np.ndarray) -> int:
     classes_present = np.array([len(np.unique(s[s > 0])) for s in slices])
     foreground = (slices > 0).sum(axis=1)
     return int(np.lexsort((foreground, classes_present))[-1])
+
+
+def training_curves_figure(curves: dict[str, list[tuple[int, float]]], title: str) -> Figure:
+    """Train and validation curves of one run on a shared step axis.
+
+    Args:
+        curves: metric name -> ``(step, value)`` pairs, as MLflow logged them.
+            Losses (names containing ``loss``) share the left panel, so that train
+            and validation loss read against each other; every other metric gets a
+            panel of its own.
+        title: the run's name.
+    """
+    losses = {name: points for name, points in curves.items() if "loss" in name}
+    scores = {name: points for name, points in curves.items() if name not in losses}
+    panels = ([losses] if losses else []) + [{name: points} for name, points in scores.items()]
+    figure = Figure(figsize=(4.2 * len(panels), 3.4), layout="constrained")
+    grid = figure.subplots(1, len(panels), squeeze=False)[0]
+    for axes, panel in zip(grid, panels, strict=True):
+        for name, points in panel.items():
+            steps, values = zip(*sorted(points), strict=True)
+            axes.plot(steps, values, marker="o", markersize=3, label=name)
+        axes.set_xlabel("training step")
+        axes.set_title("loss" if panel is losses else next(iter(panel)))
+        axes.grid(alpha=0.3)
+        if len(panel) > 1:
+            axes.legend(fontsize=8)
+    figure.suptitle(title)
+    return figure

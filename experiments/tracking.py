@@ -30,9 +30,12 @@ import torch
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from datamodules.contract import SegmentationData
+from experiments.mlflow_ui import NOTE_TAG, describe_experiment, ui_url
+from experiments.run_notes import fit_note, with_headline
 
 LOCAL_STORE = Path("mlruns/mlflow.db")
 LOCAL_ARTIFACT_ROOT = Path("mlruns/artifacts")
@@ -98,6 +101,16 @@ class TrackingLogger(MLFlowLogger):
         )
         self._killed = False
 
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        """The MLflow client; on first use its experiment is described for the UI."""
+        first = not self._initialized
+        client = super().experiment
+        if first and self._initialized:
+            describe_experiment(client, self._experiment_id)
+        return client
+
     def mark_killed(self) -> None:
         """End the run as KILLED instead of FAILED (an interrupt, not a bug)."""
         self._killed = True
@@ -130,6 +143,10 @@ class ConfigRecorder(SaveConfigCallback):
                 tags["manifest_fingerprint"] = data.fingerprint
             # The description travels with the run: which channels and classes it saw.
             log_text(logger, yaml.safe_dump(data.description.to_dict()), "data/dataset.yaml")
+        if not logged:  # a resumed run keeps its description
+            tags[NOTE_TAG] = fit_note(
+                params, logger._experiment_name, str(getattr(stage, "value", stage))
+            )
         for key, value in tags.items():
             logger.experiment.set_tag(logger.run_id, key, value)
         log_text(logger, config, "config_resumed.yaml" if logged else "config.yaml")
@@ -166,6 +183,27 @@ class RunRecorder(pl.Callback):
             # Draws are data: the weak labels replay from them without re-sampling.
             log_text(trainer.logger, json.dumps(draws), "data/weak_label_draws.json")
 
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        logger = trainer.logger
+        if not isinstance(logger, MLFlowLogger) or trainer.global_rank != 0:
+            return
+        from experiments.figures import training_curves_figure
+
+        client, run_id = logger.experiment, logger.run_id
+        # MLflow's run page draws one metric per chart: this puts them side by side.
+        names = [name for name in client.get_run(run_id).data.metrics if is_curve(name)]
+        curves = {
+            name: [(m.step, m.value) for m in client.get_metric_history(run_id, name)]
+            for name in sorted(names)
+        }
+        if not curves:
+            return
+        figure = training_curves_figure(curves, client.get_run(run_id).info.run_name)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "training_curves.png"
+            figure.savefig(path, dpi=100)
+            client.log_artifact(run_id, str(path), "figures")
+
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
@@ -183,8 +221,20 @@ class RunRecorder(pl.Callback):
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         logger = trainer.logger
+        if not isinstance(logger, MLFlowLogger):
+            return
         results = getattr(pl_module, "test_results", None)
-        if not isinstance(logger, MLFlowLogger) or results is None:
+        metrics = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith("test/")
+        }
+        note = logger.experiment.get_run(logger.run_id).data.tags.get(NOTE_TAG, "")
+        cases = None
+        if results is not None and "subject" in results:
+            cases = results["subject"].nunique()
+        logger.experiment.set_tag(logger.run_id, NOTE_TAG, with_headline(note, metrics, cases))
+        if results is None:
             return
         from experiments.figures import prediction_figure
 
@@ -246,6 +296,17 @@ class StabilityRecorder(pl.Callback):
         trainer.logger.log_metrics(curve_stability(self.val_dice, loss), step=trainer.global_step)
 
 
+def is_curve(metric: str) -> bool:
+    """Whether a metric is a per-epoch training or validation curve worth plotting.
+
+    >>> [is_curve(m) for m in ("train/loss", "val/dice_mean", "val/dice_cerebrum", "test/mae")]
+    [True, True, False, False]
+    """
+    if metric.startswith("val/dice_"):
+        return metric == "val/dice_mean"
+    return metric.startswith(("train/", "val/"))
+
+
 def flatten(config: str | Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config -> ``{"data.batch_size": "16", ...}`` with MLflow-sized values."""
     if isinstance(config, str):
@@ -292,8 +353,6 @@ def run_location(logger: MLFlowLogger) -> str:
         f"run:           {run_id}",
     ]
     if is_local_store(logger._tracking_uri):
-        lines.append(
-            f"open it:       make ui, then http://127.0.0.1:5000/#/experiments/{experiment_id}"
-            f"/runs/{run_id}"
-        )
+        address = ui_url("http://127.0.0.1:5000", experiment_id, run_id)
+        lines.append(f"open it:       make ui, then {address}")
     return "\n".join(lines)

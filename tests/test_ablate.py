@@ -11,6 +11,7 @@ import yaml
 
 from experiments.ablation_file import AblationError, expand, load_ablation, nested
 from experiments.cli import main
+from experiments.mlflow_ui import NOTE_TAG
 from experiments.tracking import default_tracking_uri
 from tests.conftest import BASELINE
 
@@ -195,6 +196,13 @@ def test_a_failing_variant_is_recorded_and_the_others_run(in_tmp, phantom_manife
     assert runs["typo"].info.status == "FAILED"  # rejected by the parser, not by a class
     assert "augmentaton" in runs["typo"].data.tags["error"]
     assert "2 variant(s) failed" in capsys.readouterr().err
+    # Each run's description in the UI says which variant it is and how it ended.
+    notes = {name: run.data.tags[NOTE_TAG] for name, run in runs.items()}
+    assert notes["broken"].startswith("Variant **broken** of ablation `tiny`")
+    assert "`model.init_args.loss_weighting: nonsense`" in notes["broken"]
+    assert "**Failed**: " in notes["broken"] and "nonsense" in notes["broken"].split("Failed")[1]
+    dice = runs["none"].data.metrics["test/dice_mean"]
+    assert f"**Test**: Dice mean {dice:.3f} (" in notes["none"]
 
 
 @pytest.mark.slow
