@@ -74,8 +74,9 @@ demo: install $(DATA_DEPS) ## train + test the baseline U-Net once (PROFILE=quic
 		--data.manifest $(DATA) --test_after_fit true
 
 UI_PORT ?= 5000
-ui: install ## serve the MLflow UI on http://127.0.0.1:5000 (UI_PORT=... to change)
-	$(BIN)/versaseg ui --port $(UI_PORT)
+UI_HOST ?= 127.0.0.1
+ui: install ## serve the MLflow UI on http://127.0.0.1:5000 and print where to look (UI_PORT=, UI_HOST=)
+	$(BIN)/versaseg ui --port $(UI_PORT) --host $(UI_HOST)
 
 clean: ## remove the venv, caches, phantom data and local MLflow runs
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache data predictions reports

@@ -139,6 +139,9 @@ def ui_main(args: Sequence[str]) -> int:
     store = default_tracking_uri()
     if not is_local_store(store):
         print(f"MLFLOW_TRACKING_URI is {store}: open that server's UI instead.")
+        # One quick try: an unreachable server would otherwise be retried for minutes.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         for line in ui_addresses(store, store):
             print(line)
         return 0

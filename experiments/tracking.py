@@ -221,7 +221,8 @@ class RunRecorder(pl.Callback):
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         logger = trainer.logger
-        if not isinstance(logger, MLFlowLogger):
+        # Other ranks hold a dummy client: rank 0 writes the run.
+        if not isinstance(logger, MLFlowLogger) or trainer.global_rank != 0:
             return
         results = getattr(pl_module, "test_results", None)
         metrics = {
