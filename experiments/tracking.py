@@ -68,7 +68,8 @@ class TrackingLogger(MLFlowLogger):
             also recorded as the run's ``thread`` tag.
         run_name: shown in the MLflow UI; default ``<experiment>-<date>-<time>``.
         tracking_uri: ``None`` uses ``MLFLOW_TRACKING_URI`` or the local store.
-        tags: extra run tags.
+        tags: extra run tags. Text, as MLflow keeps them: typed ``dict[str, str]`` so
+            that the command line does not read ``0123`` as 123 or ``289e2635`` as a number.
         log_model: log checkpoints as artifacts (``True``: best and last at the end).
         run_id: continue this run, e.g. to resume an interrupted one.
     """
@@ -78,7 +79,7 @@ class TrackingLogger(MLFlowLogger):
         experiment_name: str = "baseline",
         run_name: str | None = None,
         tracking_uri: str | None = None,
-        tags: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
         log_model: bool = True,
         run_id: str | None = None,
     ) -> None:

@@ -379,3 +379,22 @@ def test_a_mistyped_setting_stops_the_ablation_before_any_run(in_tmp, phantom_ma
     assert "ablation tiny: invalid configuration" in error and "max_epoch" in error
     client = mlflow.MlflowClient(default_tracking_uri())
     assert client.get_experiment_by_name("tiny") is None  # no parent, no child run
+
+
+def test_hashes_that_look_like_numbers_stay_text_and_resume(
+    in_tmp, phantom_manifest, monkeypatch, capsys
+):
+    # Read back as YAML, "289e263552684527" was inf and "0123" was 123: the variant
+    # trained but was never found again, retrained on every rerun.
+    numeric = {"none": "289e263552684527", "inverse": "0123456789012345"}
+    monkeypatch.setattr(
+        "experiments.ablate.config_hash", lambda ablation, variant, **_: numeric[variant.name]
+    )
+    grid = {"weighting": {name: {"model.init_args.loss_weighting": name} for name in numeric}}
+    study = write_ablation(in_tmp, grid)
+    assert ablate(study, phantom_manifest) == 0
+    assert {r.data.tags["config_hash"] for r in child_runs()} == set(numeric.values())
+    capsys.readouterr()
+    assert ablate(study, phantom_manifest) == 0
+    assert "2 already finished, 0 to run" in capsys.readouterr().out
+    assert len(child_runs()) == 2
