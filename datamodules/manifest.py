@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import re
 import warnings
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -44,6 +45,8 @@ from datamodules.manifest_records import (
     raise_manifest_error,
 )
 
+# Subject IDs become file names: no path separators, no leading dot or dash.
+SAFE_SUBJECT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _CSV_READ_ERRORS = (OSError, ValueError, csv.Error, pd.errors.ParserError, pd.errors.ParserWarning)
 
 
@@ -79,6 +82,7 @@ def read_manifest(
     rows = [{key: _cell(value) for key, value in row.items()} for row in table.to_dict("records")]
     problems = _empty_cell_problems(rows, required)
     problems += _duplicate_subject_problems(rows)
+    problems += _subject_name_problems(rows)
     if SPLIT_COLUMN in table.columns:
         problems += _split_problems(rows)
     if problems:
@@ -184,6 +188,20 @@ def _duplicate_subject_problems(rows: Sequence[dict[str, str]]) -> list[str]:
             duplicates.append(subject)
         seen.add(subject)
     return [f"duplicate subject IDs: {duplicates}"] if duplicates else []
+
+
+def _subject_name_problems(rows: Sequence[dict[str, str]]) -> list[str]:
+    """Report subject IDs that are unsafe as file names.
+
+    Outputs are named after subjects (``<subject>_label.nii.gz``, ``prediction_<subject>.png``),
+    so an ID such as ``../escaped`` or ``/data/abs`` would write outside the output folder.
+    """
+    return [
+        f"{_row_name(index, row)}: subject ID '{row[SUBJECT_COLUMN]}' is not a safe file name; "
+        "use letters, digits, '.', '_' and '-' only, starting with a letter or digit"
+        for index, row in enumerate(rows)
+        if row[SUBJECT_COLUMN] and not SAFE_SUBJECT_ID.fullmatch(row[SUBJECT_COLUMN])
+    ]
 
 
 def _split_problems(rows: Sequence[dict[str, str]]) -> list[str]:

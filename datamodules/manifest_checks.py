@@ -79,7 +79,8 @@ def validate_manifest(
 
     Checks that each file exists and is a readable NIfTI volume, is 3-D (a trailing 4th dimension
     of size 1 is accepted), shares the label's shape and affine, holds only finite intensities,
-    and, for labels, holds whole numbers (any dtype, see :mod:`datamodules.labels`) from
+    for image channels, is not one value everywhere, and, for labels, holds whole numbers (any
+    dtype, see :mod:`datamodules.labels`) from
     ``label_values``. Without a label, channels are compared with the first channel instead.
     Files are read one at a time to bound memory.
 
@@ -143,6 +144,8 @@ def _file_problems(path: Path, label_values: frozenset[int] | None) -> tuple[_Ge
     problems = _finite_problems(data)
     if label_values is not None:
         problems += _label_value_problems(data, label_values)
+    elif not problems:
+        problems += _constant_problems(data)
     return _Geometry(shape=data.shape, affine=affine), problems
 
 
@@ -197,6 +200,14 @@ def _finite_problems(data: np.ndarray) -> list[str]:
     inf_count = int(np.count_nonzero(np.isinf(data)))
     if nan_count or inf_count:
         return [f"contains {nan_count} NaN and {inf_count} Inf values"]
+    return []
+
+
+def _constant_problems(data: np.ndarray) -> list[str]:
+    """Report an image channel with one value everywhere: z-normalisation makes it NaN."""
+    low, high = float(data.min()), float(data.max())
+    if low == high:
+        return [f"has the same value ({low:g}) in every voxel; an image channel needs contrast"]
     return []
 
 

@@ -131,12 +131,28 @@ class VersasegCLI(LightningCLI):
             raise ConfigError(f"invalid configuration: {error}") from error
 
     def before_test(self) -> None:
+        self._check_checkpoint(required=False)
         self.datamodule.load("test")
 
     def before_predict(self) -> None:
+        # Without trained weights every label map would come from a random network.
+        self._check_checkpoint(required=True)
         self.datamodule.load("predict")
         # Prediction writes label files; it is not an experiment, so no MLflow run.
         self.trainer.loggers = []
+
+    def _check_checkpoint(self, *, required: bool) -> None:
+        """Refuse a missing ``--ckpt_path`` (where one is ``required``) or a missing file."""
+        path = self.config[self.subcommand].get("ckpt_path")
+        if path is None:
+            if required:
+                raise ConfigError(
+                    f"{self.subcommand} needs --ckpt_path: the checkpoint of a trained run, "
+                    "e.g. mlruns/checkpoints/<experiment id>/<run>/checkpoints/last.ckpt"
+                )
+            return
+        if path not in ("best", "last") and not Path(path).is_file():
+            raise ConfigError(f"--ckpt_path {path}: no such checkpoint file")
 
     def after_fit(self) -> None:
         if self.config[self.subcommand].get("test_after_fit"):

@@ -169,6 +169,31 @@ def test_predict_writes_label_maps_with_the_input_affine(in_tmp, phantom_manifes
     assert set(np.unique(np.asarray(predicted.dataobj))) <= {0, 1, 2, 3, 4}
 
 
+@pytest.mark.parametrize(
+    ("command", "checkpoint", "message"),
+    [
+        ("predict", None, "predict needs --ckpt_path: the checkpoint of a trained run"),
+        ("predict", "nowhere.ckpt", "--ckpt_path nowhere.ckpt: no such checkpoint file"),
+        ("test", "nowhere.ckpt", "--ckpt_path nowhere.ckpt: no such checkpoint file"),
+    ],
+)
+def test_a_missing_checkpoint_is_one_clear_error(
+    in_tmp, phantom_manifest, capsys, command, checkpoint, message
+):
+    # Predicting without one wrote label maps from random weights and exited 0.
+    arguments = [command, "--config", str(BASELINE), "--profile", "smoke"]
+    arguments += ["--data.manifest", str(phantom_manifest)]
+    arguments += ["--prediction_writer.output_dir", "out"] if command == "predict" else []
+    arguments += ["--ckpt_path", checkpoint] if checkpoint else []
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert any(line.startswith(f"versaseg: error: {message}") for line in error.splitlines())
+    assert "Traceback" not in error
+    assert not Path("out").exists()
+    client = mlflow.MlflowClient(default_tracking_uri())
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
 def test_bad_manifest_gives_one_clear_error_and_no_run(in_tmp, phantom_manifest, capsys):
     table = pd.read_csv(phantom_manifest)
     table.loc[2, "label"] = "phantom_002/missing.nii.gz"

@@ -35,6 +35,17 @@ STRUCTURE_CASES = {
         set_cell(1, "subject", "s1"),
         ["manifest.csv", "duplicate subject IDs: ['s1']"],
     ),
+    "subject ID with a path": (
+        set_cell(1, "subject", "../../escaped"),
+        [
+            "manifest.csv",
+            "row 2 (subject '../../escaped'): subject ID '../../escaped' is not a safe",
+        ],
+    ),
+    "absolute subject ID": (
+        set_cell(0, "subject", "/data/abs"),
+        ["manifest.csv", "subject ID '/data/abs' is not a safe file name"],
+    ),
     "missing column": (
         lambda root: write_csv(
             root / "manifest.csv",

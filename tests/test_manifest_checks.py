@@ -95,6 +95,10 @@ FILE_CASES = {
         lambda root: write_volume(root / "s1" / "t2.nii.gz", with_voxels([np.nan] * 3)()),
         ["s1", "s1/t2.nii.gz", "contains 3 NaN and 0 Inf values"],
     ),
+    "constant channel": (
+        lambda root: write_volume(root / "s2" / "t2.nii.gz", np.zeros(SHAPE, np.float32)),
+        ["s2", "s2/t2.nii.gz", "has the same value (0) in every voxel"],
+    ),
     "Inf intensities": (
         lambda root: write_volume(root / "s2" / "mra.nii.gz", with_voxels([np.inf, -np.inf])()),
         ["s2", "s2/mra.nii.gz", "contains 0 NaN and 2 Inf values"],
