@@ -142,8 +142,11 @@ def leaders_by_group(paths: Mapping[str, Path]) -> dict[str, list[str]]:
         return {}
     ranking = pd.read_csv(paths["ranking.csv"])
     first = ranking[ranking["rank"] == ranking.groupby("group")["rank"].transform("min")]
+    sizes = ranking.groupby("group").size()
     return {
         str(group): [str(v) for v in rows["variant"]]
+        if len(rows) < sizes[group]
+        else [f"all {len(rows)} tie"]
         for group, rows in first.groupby("group", sort=False)
     }
 

@@ -67,8 +67,8 @@ def test_one_summary_number_per_table_and_group(tables):
     )
 
 
-def test_rank_one_ties_are_all_named(tables):
-    assert leaders_by_group(tables) == {"multiclass": ["B"], "binary": ["A", "B"]}
+def test_rank_one_is_named_and_a_group_where_all_tie_says_so(tables):
+    assert leaders_by_group(tables) == {"multiclass": ["B"], "binary": ["all 2 tie"]}
 
 
 def test_tables_that_were_not_written_give_no_numbers(tables):
