@@ -16,7 +16,9 @@ and its headline test numbers (``experiments.run_notes``).
 from __future__ import annotations
 
 import math
+import re
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,18 +54,39 @@ def publish(runner: Any, paths: Mapping[str, Path]) -> None:
         client.log_artifact(parent, str(grid_path))
     metrics = summary_metrics(paths)
     if metrics:
+        # Step: how many variants had finished; a later report's values then win.
+        now, step = int(time.time() * 1000), int((grid["status"] == "FINISHED").sum())
         client.log_batch(
             parent,
-            metrics=[mlflow.entities.Metric(k, v, 0, 0) for k, v in metrics.items()],
+            metrics=[mlflow.entities.Metric(key_safe(k), v, now, step) for k, v in metrics.items()],
         )
     leaders = leaders_by_group(paths)
     for group, names in leaders.items():
-        client.set_tag(parent, f"best.{group}", ", ".join(names))
+        client.set_tag(parent, key_safe(f"best.{group}"), ", ".join(names))
     set_note(client, parent, parent_note(runner, grid, leaders))
+    # Variants with one config share one run (named after the first): one note per run.
+    sharing: dict[str, list[Any]] = {}
     for variant in runner.variants:
-        run = finished.get(variant.config_hash)
-        if run is not None:
-            set_note(client, run.info.run_id, child_note(runner, variant, run.data.metrics))
+        sharing.setdefault(variant.config_hash, []).append(variant)
+    for config_hash, variants in sharing.items():
+        run = finished.get(config_hash)
+        if run is None:
+            continue
+        named = run.data.tags.get("variant")
+        variant = next((v for v in variants if v.name == named), variants[0])
+        note = child_note(runner, variant, run.data.metrics)
+        if len(variants) > 1:
+            note += "\n\nShared by the variants " + ", ".join(v.name for v in variants) + "."
+        set_note(client, run.info.run_id, note)
+
+
+def key_safe(name: str) -> str:
+    """A metric or tag key MLflow accepts: other characters (``=``, ``+``) become ``_``.
+
+    >>> key_safe("summary/k=2+noise/best_dice_mean")
+    'summary/k_2_noise/best_dice_mean'
+    """
+    return re.sub(r"[^A-Za-z0-9_\-. /:]", "_", name)
 
 
 def child_note(
@@ -160,7 +183,8 @@ def parent_note(runner: Any, grid: pd.DataFrame, leaders: Mapping[str, list[str]
     lines = [
         f"Ablation **{runner.ablation.name}** (profile {runner.profile}) on `{runner.manifest}`.",
         "",
-        f"Grid: {axes}; seeds {runner.ablation.seeds}: {len(grid)} variants, {done} finished"
+        f"Grid: {axes}; seeds {sorted({v.seed for v in runner.variants})}: "
+        f"{len(grid)} variants, {done} finished"
         + (f", {len(grid) - done} missing." if done < len(grid) else "."),
         f"Base config: `{shown_path(runner.ablation.config)}`.",
     ]

@@ -19,12 +19,14 @@ import os
 import subprocess
 import tempfile
 import traceback
+import warnings
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import mlflow
 import numpy as np
 import torch
 import yaml
@@ -109,7 +111,10 @@ class TrackingLogger(MLFlowLogger):
         first = not self._initialized
         client = super().experiment
         if first and self._initialized:
-            describe_experiment(client, self._experiment_id)
+            try:
+                describe_experiment(client, self._experiment_id)
+            except mlflow.exceptions.MlflowException as error:  # cosmetic: never stop a run
+                warnings.warn(f"could not describe the MLflow experiment: {error}", stacklevel=2)
         return client
 
     def mark_killed(self) -> None:

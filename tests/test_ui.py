@@ -86,15 +86,18 @@ def ui(store: Path) -> Iterator[tuple[str, str]]:
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     versaseg = Path(sys.executable).parent / "versaseg"
-    server = subprocess.Popen(
-        [str(versaseg), "ui", "--port", str(port)],
-        cwd=store,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its workers go with it on teardown
-    )
+    # To a file, not a pipe: the server logs every request, and an unread pipe fills.
+    log = store / "ui.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [str(versaseg), "ui", "--port", str(port)],
+            cwd=store,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its workers go with it on teardown
+        )
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     try:
@@ -106,14 +109,10 @@ def ui(store: Path) -> Iterator[tuple[str, str]]:
             except OSError:
                 pass
             if server.poll() is not None or time.monotonic() - started > STARTUP_SECONDS:
-                output = server.stdout.read() if server.poll() is not None else ""
-                pytest.fail(f"versaseg ui did not start on {base}:\n{output}")
+                pytest.fail(f"versaseg ui did not start on {base}:\n{log.read_text()}")
             time.sleep(0.5)
-        # What it printed before becoming the server (the first lines of its output).
-        printed = []
-        while not any("parent run" in line for line in printed):
-            printed.append(server.stdout.readline())
-        yield base, "".join(printed)
+        # What it printed before becoming the server.
+        yield base, log.read_text()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
