@@ -55,7 +55,7 @@ def page_text(driver: webdriver.Chrome) -> str:
     return driver.find_element(By.TAG_NAME, "body").text
 
 
-def wait_for_text(driver: webdriver.Chrome, *texts: str, timeout: float = 30) -> str:
+def wait_for_text(driver: webdriver.Chrome, *texts: str, timeout: float = 60) -> str:
     """Wait until every one of ``texts`` is on the page; returns the page's text.
 
     Raises:
@@ -72,7 +72,7 @@ def wait_for_text(driver: webdriver.Chrome, *texts: str, timeout: float = 30) ->
     return page_text(driver)
 
 
-def click_text(driver: webdriver.Chrome, text: str, timeout: float = 15) -> None:
+def click_text(driver: webdriver.Chrome, text: str, timeout: float = 60) -> None:
     """Click the first visible element whose own text is ``text``."""
     xpath = f"//*[normalize-space(text())='{text}']"
     WebDriverWait(driver, timeout).until(
