@@ -16,11 +16,10 @@ from typing import Any
 import mlflow
 
 from experiments.mlflow_ui import NOTE_TAG
+from lightning_modules.image_metrics import IMAGE_METRICS
 
 # Where the headline starts in a note, so that a second test replaces it.
 HEADLINE = "\n\n**Test**: "
-# Image-translation runs have no Dice: their headline is these, in this order.
-IMAGE_METRICS = ("mae", "psnr", "ssim")
 # Label-cleansing stages score their labels against the truth.
 LABEL_PREFIX = "labels/dice_"
 
@@ -44,6 +43,7 @@ def headline(metrics: Mapping[str, float]) -> str:
         classes = ", ".join(f"{name} {value:.3f}" for name, value in per_class.items())
         text = f"Dice mean {metrics['test/dice_mean']:.3f}"
         return f"{text} ({classes})" if classes else text
+    # Image-translation runs have no Dice: their headline is the image metrics.
     images = [name for name in IMAGE_METRICS if f"test/{name}" in metrics]
     if images:
         return ", ".join(f"{name.upper()} {metrics[f'test/{name}']:.3f}" for name in images)

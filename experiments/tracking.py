@@ -197,14 +197,15 @@ class RunRecorder(pl.Callback):
 
         client, run_id = logger.experiment, logger.run_id
         # MLflow's run page draws one metric per chart: this puts them side by side.
-        names = [name for name in client.get_run(run_id).data.metrics if is_curve(name)]
+        run = client.get_run(run_id)
+        names = [name for name in run.data.metrics if is_curve(name)]
         curves = {
             name: [(m.step, m.value) for m in client.get_metric_history(run_id, name)]
             for name in sorted(names)
         }
         if not curves:
             return
-        figure = training_curves_figure(curves, client.get_run(run_id).info.run_name)
+        figure = training_curves_figure(curves, run.info.run_name)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "training_curves.png"
             figure.savefig(path, dpi=100)
