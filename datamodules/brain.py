@@ -25,6 +25,7 @@ from datamodules.labels import read_label
 from datamodules.manifest import (
     ManifestError,
     SubjectRecord,
+    check_channel_names,
     manifest_fingerprint,
     read_manifest,
     validate_manifest,
@@ -374,11 +375,15 @@ class BrainDataModule(pl.LightningDataModule):
     def _check_options(self) -> None:
         if self.sampler not in ("label", "uniform"):
             raise ValueError(f"sampler must be 'label' or 'uniform', got {self.sampler!r}")
-        if not self.channels:
-            raise ValueError("channels is empty: name at least one manifest column")
+        check_channel_names(self.channels)
         for name in ("samples_per_volume", "queue_length", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.samples_per_volume > self.queue_length:  # TorchIO's queue could not fill
+            raise ValueError(
+                f"samples_per_volume ({self.samples_per_volume}) must not exceed "
+                f"queue_length ({self.queue_length})"
+            )
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers!r}")
         for name in ("val_fraction", "test_fraction"):

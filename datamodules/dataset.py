@@ -184,6 +184,10 @@ def load_description(manifest: str | Path, dataset: str | Path | None = None) ->
         )
     try:
         content = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError as error:
+        raise DatasetDescriptionError(
+            f"dataset description {path}: not a text YAML file ({error.reason})"
+        ) from error
     except (OSError, yaml.YAMLError) as error:
         raise DatasetDescriptionError(
             f"dataset description {path}: unreadable ({error})"

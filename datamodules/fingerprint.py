@@ -4,11 +4,15 @@ The fingerprint digests bytes, not paths: the CSV file's bytes, then each refere
 bytes in record order. So it changes with any edit to the CSV or any voxel of any file, and a
 cohort whose CSV uses relative paths keeps its fingerprint when the whole folder is copied or
 moved elsewhere (absolute path cells are part of the CSV's bytes, so moving those changes it).
+
+The same pass checks each gzip stream to its end (``GzipCheck``): a ``.nii.gz`` whose
+CRC fails still reads as plausible voxels, because nibabel stops before the trailer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,16 +59,63 @@ def manifest_fingerprint(csv_path: str | Path, records: Sequence[SubjectRecord])
             except OSError as error:
                 problem = f"cannot be read for the fingerprint ({describe_error(error)})"
                 raise_manifest_error(csv_path, [file_problem(record.subject, path, base, problem)])
+            except (zlib.error, EOFError) as error:
+                problem = f"is a damaged gzip file ({describe_error(error)}); copy it again"
+                raise_manifest_error(csv_path, [file_problem(record.subject, path, base, problem)])
     return digest.hexdigest()[:FINGERPRINT_LENGTH]
 
 
 def _file_digest(path: Path) -> bytes:
-    """SHA-256 of a file, streamed in chunks so volumes are never held whole."""
+    """SHA-256 of a file, streamed in chunks so volumes are never held whole.
+
+    Raises:
+        zlib.error, EOFError: a gzip file whose stream or CRC is damaged.
+    """
     digest = hashlib.sha256()
+    check: GzipCheck | None = None
     with path.open("rb") as file:
         for chunk in iter(lambda: file.read(_CHUNK_BYTES), b""):
+            if check is None and chunk.startswith(GZIP_MAGIC):
+                check = GzipCheck()
             digest.update(chunk)
+            if check is not None:
+                check.feed(chunk)
+    if check is not None:
+        check.finish()
     return digest.digest()
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class GzipCheck:
+    """Inflate a gzip file chunk by chunk, discarding the output, to verify every CRC.
+
+    zlib checks each member's CRC-32 and length when it reaches the member's trailer.
+    """
+
+    def __init__(self) -> None:
+        self._inflate = zlib.decompressobj(wbits=31)  # 31: gzip header and trailer
+        self._open = False
+
+    def feed(self, data: bytes) -> None:
+        """Inflate the next bytes. Raises ``zlib.error`` on a damaged stream or CRC."""
+        while data:
+            self._open = True
+            self._inflate.decompress(data, _CHUNK_BYTES)
+            while self._inflate.unconsumed_tail:  # bounded output: never a whole volume
+                self._inflate.decompress(self._inflate.unconsumed_tail, _CHUNK_BYTES)
+            data = b""
+            if self._inflate.eof:  # a member ended: what follows is the next one
+                data, self._open = self._inflate.unused_data, False
+                self._inflate = zlib.decompressobj(wbits=31)
+                if not data.strip(b"\0"):  # zero padding after the last member, as gzip allows
+                    data = b""
+
+    def finish(self) -> None:
+        """Raise ``EOFError`` where the last member has no trailer (a cut file)."""
+        if self._open:
+            raise EOFError("the gzip stream ends before its trailer")
 
 
 __all__ = ["FINGERPRINT_LENGTH", "manifest_fingerprint"]

@@ -68,7 +68,7 @@ def read_manifest(
             has empty required cells, duplicate subject IDs or unknown split values.
         ValueError: ``channels`` is empty, repeats a name or uses a reserved column name.
     """
-    _check_channel_names(channels)
+    check_channel_names(channels)
     csv_path = Path(csv_path)
     table = _read_table(csv_path)
     required = [SUBJECT_COLUMN, *channels] + ([LABEL_COLUMN] if require_label else [])
@@ -121,15 +121,17 @@ def load_manifest(
 # --------------------------------------------------------------------------- CSV structure
 
 
-def _check_channel_names(channels: Sequence[str]) -> None:
-    """Reject channel lists that cannot name distinct manifest columns (a caller bug)."""
+def check_channel_names(channels: Sequence[str]) -> None:
+    """Reject channel lists that cannot name distinct manifest columns (``ValueError``)."""
     if isinstance(channels, str) or not channels:
         raise ValueError(f"channels must be a non-empty list of column names, got {channels!r}")
     if len(set(channels)) != len(channels):
         raise ValueError(f"channels must not repeat a name, got {list(channels)}")
     reserved = sorted({SUBJECT_COLUMN, LABEL_COLUMN, SPLIT_COLUMN} & set(channels))
     if reserved:
-        raise ValueError(f"channels must not use the reserved column names {reserved}")
+        raise ValueError(
+            f"channels must not use the reserved column names {reserved}, got {list(channels)}"
+        )
 
 
 def _read_table(csv_path: Path) -> pd.DataFrame:

@@ -14,13 +14,14 @@ Example:
     >>> validate_manifest(records, range(4), csv_path=csv_path)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
-    datamodules.manifest_records.ManifestError: Manifest '...manifest.csv' has 1 problem:
-      subject 'phantom_000', file 'phantom_000/label.nii.gz': label values [4] are not in the ...
+    datamodules.manifest_records.ManifestError: ...phantom_000...: label values [4] are not in ...
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
+import os
 import zlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ def _file_problems(path: Path, label_values: frozenset[int] | None) -> tuple[_Ge
 def _load_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Return a file's 3-D voxel data and affine, turning every read error into plain words."""
     if not path.exists():
-        raise _UnusableFileError("file does not exist")
+        raise _UnusableFileError(_missing_file_problem(path))
     if not path.is_file():
         raise _UnusableFileError("is not a regular file")
     try:
@@ -237,6 +238,21 @@ def _format_values(values: Sequence[int]) -> str:
         return str(list(values))
     shown = ", ".join(str(value) for value in values[:MAX_LISTED_VALUES])
     return f"[{shown}, ...] ({len(values) - MAX_LISTED_VALUES} more)"
+
+
+def _missing_file_problem(path: Path) -> str:
+    """Why ``path`` does not exist: absent, a symbolic link loop, or a link to nothing."""
+    if not path.is_symlink():
+        return "file does not exist"
+    try:
+        target = path.resolve(strict=True)
+    except RuntimeError:  # Python 3.11 reports a loop this way
+        return "is a symbolic link loop"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+    return f"is a symbolic link to {target}, which cannot be opened"
 
 
 def _describe_read_error(error: BaseException) -> str:

@@ -57,7 +57,7 @@ def record_files(record: SubjectRecord) -> list[tuple[str, Path]]:
 
 
 def raise_manifest_error(csv_path: Path | None, problems: Sequence[str]) -> NoReturn:
-    """Raise one ManifestError: a summary line, then one line per problem (the first few).
+    """Raise one ManifestError: the problem, or a summary with the first, then the first few.
 
     Args:
         csv_path: The manifest, named in the summary line; None where it is not known.
@@ -68,7 +68,10 @@ def raise_manifest_error(csv_path: Path | None, problems: Sequence[str]) -> NoRe
     """
     source = f"Manifest '{csv_path}'" if csv_path is not None else "Manifest"
     count = len(problems)
-    lines = [f"{source} has {count} problem{'' if count == 1 else 's'}:"]
+    # The first line says what is wrong on its own: it is what a terminal or log shows.
+    if count == 1:
+        raise ManifestError(f"{source}: {problems[0]}")
+    lines = [f"{source} has {count} problems, the first: {problems[0]}"]
     lines += [f"  {problem}" for problem in problems[:MAX_LISTED_PROBLEMS]]
     if count > MAX_LISTED_PROBLEMS:
         lines.append(f"  ... and {count - MAX_LISTED_PROBLEMS} more")

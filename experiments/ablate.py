@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from datamodules.dataset import load_description
-from datamodules.manifest import manifest_fingerprint, read_manifest
+from datamodules.manifest import load_manifest, manifest_fingerprint
 from experiments.ablation_config import check_settings, config_hash
 from experiments.ablation_file import Ablation, AblationError, Variant, expand, nested
 from experiments.ablation_jobs import (
@@ -97,8 +97,9 @@ class AblationRunner:
             axes=list(ablation.grid),
             base_config=str(ablation.config),
         )
-        # Reads every file of the manifest once: a missing one fails here, not 60 times.
-        records = read_manifest(manifest, self.description.channels, require_label=False)
+        # Checks every file of the manifest once: a bad one fails here, not 60 times.
+        labels = {0, *self.description.class_map}
+        records = load_manifest(manifest, self.description.channels, labels, require_label=False)
         self.fingerprint = fingerprint = manifest_fingerprint(manifest, records)
         self.variants = [
             Variant(

@@ -102,6 +102,10 @@ def load_ablation(path: str | Path) -> Ablation:
         content = yaml.safe_load(path.read_text())
     except OSError as error:
         raise AblationError(f"ablation file {path}: cannot be read ({error.strerror})") from error
+    except UnicodeDecodeError as error:
+        raise AblationError(
+            f"ablation file {path}: not a text YAML file ({error.reason})"
+        ) from error
     except yaml.YAMLError as error:
         raise AblationError(f"ablation file {path}: is not valid YAML ({error})") from error
     if not isinstance(content, dict):

@@ -28,7 +28,7 @@ full Python traceback instead.
 
 from __future__ import annotations
 
-import argparse
+import logging
 import os
 import signal
 import sys
@@ -46,11 +46,13 @@ from datamodules.ixi import (
 )
 from datamodules.manifest import ManifestError
 from datamodules.phantom import write_phantom
+from datamodules.phantom.geometry import validated_geometry
 from experiments.ablate import AblationRunner
 from experiments.ablation_file import AblationError, load_ablation, parse_settings
 from experiments.ablation_results import write_reports
 from experiments.feature_maps import FeatureMapError, feature_maps_main
 from experiments.fit import ConfigError, apply_profile, run_lightning
+from experiments.input_checks import CommandParser, UsageError, check_output_folder
 from experiments.mlflow_ui import ui_addresses
 from experiments.profiles import DEFAULT_PROFILE
 from experiments.tracking import default_tracking_uri, is_local_store
@@ -59,7 +61,7 @@ from lightning_modules.divergence import NonFiniteLossError
 
 def phantom_main(args: Sequence[str]) -> None:
     """``versaseg phantom``: write a seeded phantom cohort and its manifest."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="versaseg phantom",
         description="Write a synthetic head phantom cohort: NIfTI volumes plus a manifest CSV.",
     )
@@ -71,6 +73,13 @@ def phantom_main(args: Sequence[str]) -> None:
         "--spacing", type=float, nargs=3, default=(2.0, 2.0, 2.0), metavar=("SX", "SY", "SZ")
     )
     options = parser.parse_args(args)
+    if options.subjects < 1:
+        parser.error(f"--subjects must be at least 1, got {options.subjects}")
+    try:
+        validated_geometry(options.shape, options.spacing)
+    except ValueError as error:
+        parser.error(f"--shape/--spacing: {error}")
+    check_output_folder(options.out, "--out")
 
     def progress(done: int, total: int) -> None:
         print(f"\rphantom: {done}/{total} subjects", end="\n" if done == total else "", flush=True)
@@ -88,7 +97,7 @@ def phantom_main(args: Sequence[str]) -> None:
 
 def ixi_main(args: Sequence[str]) -> None:
     """``versaseg ixi``: turn IXI files into a cohort (manifest, description, head-mask labels)."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="versaseg ixi",
         description="Write a cohort from IXI head MRI: channels on the reference grid, a head "
         "mask as label (IXI has no segmentations), manifest.csv and dataset.yaml.",
@@ -107,6 +116,7 @@ def ixi_main(args: Sequence[str]) -> None:
         translation_pair(options.channels, options.reference)
     except ValueError as error:
         parser.error(str(error))
+    check_output_folder(options.out, "--out")
     if options.download:
         fetch_ixi(options.source, options.channels)
 
@@ -127,7 +137,7 @@ def ixi_main(args: Sequence[str]) -> None:
 
 def ui_main(args: Sequence[str]) -> int:
     """``versaseg ui``: serve the MLflow UI of this folder's store, on 127.0.0.1 by default."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="versaseg ui",
         description="Serve the MLflow UI of the local store (127.0.0.1 unless --host says).",
     )
@@ -160,7 +170,7 @@ def ui_main(args: Sequence[str]) -> int:
 
 def ablate_main(args: Sequence[str], *, train: bool = True) -> int:
     """``versaseg ablate`` (train the pending variants, then tables) and ``versaseg tables``."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="versaseg ablate" if train else "versaseg tables",
         description="Run an ablation as MLflow parent and child runs, then write its tables."
         if train
@@ -239,7 +249,7 @@ def cleanse_main(args: Sequence[str]) -> None:
     """``versaseg cleanse``: stage 1 of the label-cleansing thread (``experiments.cleanse``)."""
     from experiments.cleanse import METHODS, run_stage
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="versaseg cleanse",
         description="Reconstruct the training labels from weak ones and write them as a "
         "cohort (manifest.csv + dataset.yaml); other options are versaseg fit's.",
@@ -256,7 +266,7 @@ def translate_main(args: Sequence[str]) -> None:
     """``versaseg translate``: stage 1 of the pseudo-image thread (``experiments.translate``)."""
     from experiments.translate import METHODS, run_stage
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="versaseg translate",
         description="Train pix2pix on the training subjects and write every subject's "
         "generated image as a cohort (manifest.csv + dataset.yaml); other options are "
@@ -276,6 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     data or config and returns 2.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    # MLflow announces creating its tables on stderr, above any error of ours.
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     show_traceback = "--traceback" in args
     args = [arg for arg in args if arg != "--traceback"]
     try:
@@ -307,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"versaseg: error: training diverged: {error}; the run is FAILED", file=sys.stderr)
         return 1
-    except (ManifestError, ConfigError, AblationError, FeatureMapError) as error:
+    except (ManifestError, ConfigError, AblationError, FeatureMapError, UsageError) as error:
         if show_traceback:
             raise
         print(f"versaseg: error: {error}", file=sys.stderr)

@@ -12,7 +12,6 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
@@ -27,6 +26,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from mlflow.exceptions import MlflowException
 
+from experiments.input_checks import CommandParser
 from experiments.tracking import default_tracking_uri
 from lightning_modules.feature_maps import ARTIFACT_ROOT, COLOUR_MAP, display_view, epoch_folder
 
@@ -205,7 +205,7 @@ def compare(
 
 def feature_maps_main(args: Sequence[str]) -> int:
     """``versaseg feature-maps compare``: parse the arguments, draw, print the PNG's path."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="versaseg feature-maps",
         description="Feature maps that FeatureMapSnapshots logged on MLflow runs.",
     )

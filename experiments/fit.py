@@ -25,6 +25,12 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from datamodules.brain import BrainDataModule
 from datamodules.manifest import ManifestError
+from experiments.input_checks import (
+    UsageError,
+    check_checkpoint_file,
+    check_output_folder,
+    parser_reason,
+)
 from experiments.profiles import DEFAULT_PROFILE, UnknownProfileError, profile_path
 from experiments.table_format import format_mean_std, mean_std
 from experiments.tracking import (
@@ -32,6 +38,8 @@ from experiments.tracking import (
     RunRecorder,
     StabilityRecorder,
     TrackingLogger,
+    check_store,
+    default_tracking_uri,
     run_location,
 )
 from lightning_modules.callbacks import NiftiPredictionWriter
@@ -102,14 +110,24 @@ class VersasegCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except (ValueError, TypeError) as error:
-            if isinstance(error, ManifestError):  # a DatasetDescriptionError is one too
+            if isinstance(error, (ManifestError, UsageError)):  # say what they say
                 raise
-            raise ConfigError(f"invalid configuration: {error}") from error
+            raise ConfigError(f"invalid configuration: {parser_reason(str(error))}") from error
 
     # Validate the manifest before Lightning starts (and before an MLflow run exists).
     def before_fit(self) -> None:
+        self._check_checkpoint(required=False)
+        self._check_outputs()
         self.datamodule.load("fit")
         self._check_model_data()
+
+    def _check_outputs(self) -> None:
+        """Folders written after training, and the run resumed, checked before training."""
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is not None:
+                check_output_folder(callback.dirpath, "--checkpoint.dirpath")
+        if isinstance(self.trainer.logger, TrackingLogger):
+            self.trainer.logger.check_run_id()
 
     def before_validate(self) -> None:
         self.datamodule.load("validate")
@@ -132,11 +150,15 @@ class VersasegCLI(LightningCLI):
 
     def before_test(self) -> None:
         self._check_checkpoint(required=False)
+        if isinstance(self.trainer.logger, TrackingLogger):
+            self.trainer.logger.check_run_id()
         self.datamodule.load("test")
 
     def before_predict(self) -> None:
         # Without trained weights every label map would come from a random network.
         self._check_checkpoint(required=True)
+        writer = next(c for c in self.trainer.callbacks if isinstance(c, NiftiPredictionWriter))
+        check_output_folder(writer.output_dir, "--prediction_writer.output_dir")
         self.datamodule.load("predict")
         # Prediction writes label files; it is not an experiment, so no MLflow run.
         self.trainer.loggers = []
@@ -151,8 +173,8 @@ class VersasegCLI(LightningCLI):
                     "e.g. mlruns/checkpoints/<experiment id>/<run>/checkpoints/last.ckpt"
                 )
             return
-        if path not in ("best", "last") and not Path(path).is_file():
-            raise ConfigError(f"--ckpt_path {path}: no such checkpoint file")
+        if path not in ("best", "last"):
+            check_checkpoint_file(path)
 
     def after_fit(self) -> None:
         if self.config[self.subcommand].get("test_after_fit"):
@@ -235,8 +257,8 @@ def records_profile(config: str) -> bool:
     """Whether a config file names its profile (a resolved config that a run logged)."""
     try:
         content = yaml.safe_load(Path(config).read_text())
-    except (OSError, yaml.YAMLError):
-        return False  # LightningCLI reports unreadable configs itself
+    except (OSError, ValueError, yaml.YAMLError):  # UnicodeDecodeError is a ValueError
+        return False  # parse_cli reports unreadable configs
     return isinstance(content, dict) and content.get("profile") is not None
 
 
@@ -259,7 +281,45 @@ def parse_cli(args: Sequence[str], *, run: bool = True) -> VersasegCLI:
     # The CLI always passes its (profile-expanded) arguments explicitly.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)")
+    check_files(args)
+    if args and args[0] != "predict":  # before MLflow would retry an unwritable store
+        check_store(default_tracking_uri())
     try:
         return VersasegCLI(list(args), exit_on_error=False, run=run)
     except argparse.ArgumentError as error:
-        raise ConfigError(f"invalid configuration: {error}") from error
+        raise ConfigError(f"invalid configuration: {parser_reason(str(error))}") from error
+
+
+def check_files(args: Sequence[str]) -> None:
+    """Refuse a ``--config`` that is not text and a ``--ckpt_path`` that is not a checkpoint.
+
+    Both are read while the command line is parsed (LightningCLI takes hyperparameters
+    from the checkpoint), where they would end in a decoding or unpickling traceback.
+
+    Raises:
+        ConfigError: naming the file.
+        UsageError: naming the checkpoint.
+    """
+    for option, value in option_values(args, ("--config", "--ckpt_path")):
+        if option == "--ckpt_path":
+            if value not in ("best", "last"):
+                check_checkpoint_file(value)
+            continue
+        try:
+            Path(value).read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"--config {value}: not a text YAML file ({error.reason})") from error
+        except OSError:
+            pass  # a missing file: jsonargparse's message names it
+
+
+def option_values(args: Sequence[str], options: Sequence[str]) -> list[tuple[str, str]]:
+    """``(option, value)`` of each of ``options`` in ``args``, as ``--x v`` or ``--x=v``."""
+    found = []
+    for index, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        if name in options and equals:
+            found.append((name, value))
+        elif arg in options and index + 1 < len(args):
+            found.append((arg, args[index + 1]))
+    return found

@@ -36,6 +36,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from datamodules.contract import SegmentationData
+from experiments.input_checks import UsageError, check_output_folder
 from experiments.mlflow_ui import NOTE_TAG, describe_experiment, ui_url
 from experiments.run_notes import fit_note, with_headline
 
@@ -55,6 +56,20 @@ def default_tracking_uri() -> str:
     per URI string: a relative URI would keep pointing at the first folder.
     """
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{LOCAL_STORE.resolve()}"
+
+
+def check_store(uri: str) -> None:
+    """Refuse an MLflow store on disk that cannot be written, before MLflow retries it.
+
+    Raises:
+        UsageError: naming the store's folder and the problem.
+    """
+    if is_local_store(uri):
+        check_output_folder(LOCAL_ARTIFACT_ROOT, "the MLflow store")
+    elif uri.startswith("sqlite:///"):
+        check_output_folder(Path(uri.removeprefix("sqlite:///")).parent, "the MLflow store")
+    elif uri.startswith(("file:", "/")) or "://" not in uri:
+        check_output_folder(uri.removeprefix("file://"), "the MLflow store")
 
 
 def is_local_store(uri: str) -> bool:
@@ -89,6 +104,7 @@ class TrackingLogger(MLFlowLogger):
         # MLflow's generated names come from the seeded RNG: every run would share one.
         run_name = run_name or f"{experiment_name}-{datetime.now():%Y%m%d-%H%M%S}"
         local = is_local_store(uri)
+        check_store(uri)
         if local:
             LOCAL_ARTIFACT_ROOT.mkdir(parents=True, exist_ok=True)
         super().__init__(
@@ -116,6 +132,22 @@ class TrackingLogger(MLFlowLogger):
             except mlflow.exceptions.MlflowException as error:  # cosmetic: never stop a run
                 warnings.warn(f"could not describe the MLflow experiment: {error}", stacklevel=2)
         return client
+
+    def check_run_id(self) -> None:
+        """Refuse a ``run_id`` to continue that the store does not hold.
+
+        Raises:
+            UsageError: naming the run and the store.
+        """
+        if self._run_id is None:
+            return
+        try:
+            self._mlflow_client.get_run(self._run_id)
+        except mlflow.exceptions.MlflowException as error:
+            raise UsageError(
+                f"--trainer.logger.init_args.run_id {self._run_id}: no such run in the MLflow "
+                f"store {self._tracking_uri}"
+            ) from error
 
     def mark_killed(self) -> None:
         """End the run as KILLED instead of FAILED (an interrupt, not a bug)."""

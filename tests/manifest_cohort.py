@@ -80,6 +80,7 @@ def assert_one_problem(manifest: Path, fragments: Sequence[str]) -> None:
     with pytest.raises(ManifestError) as raised:
         load_manifest(manifest, CHANNELS, LABEL_VALUES)
     message = str(raised.value)
-    assert message.splitlines()[0].endswith("has 1 problem:")
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"Manifest '{manifest}': ")
     for fragment in fragments:
         assert fragment in message

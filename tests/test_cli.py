@@ -206,7 +206,7 @@ def test_bad_manifest_gives_one_clear_error_and_no_run(in_tmp, phantom_manifest,
     shutil.copy(phantom_manifest.parent / "dataset.yaml", ".")
     assert fit(Path("broken.csv")) == 2
     error = capsys.readouterr().err
-    assert "versaseg: error: Manifest 'broken.csv' has 1 problem" in error
+    assert "versaseg: error: Manifest 'broken.csv': subject 'phantom_002'" in error
     assert "phantom_002" in error and "missing.nii.gz" in error and "does not exist" in error
     assert "Traceback" not in error
     # checked before any MLflow run starts

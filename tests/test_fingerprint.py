@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 import shutil
 from pathlib import Path
@@ -69,3 +70,28 @@ def test_fingerprint_names_unreadable_file(manifest: Path) -> None:
 
     with pytest.raises(ManifestError, match=r"subject 's2', file 's2/t2.nii.gz'"):
         manifest_fingerprint(manifest, records)
+
+
+def test_a_gzip_file_whose_crc_fails_is_named(manifest: Path) -> None:
+    # nibabel stops reading before the trailer: a flipped CRC bit reads as good voxels.
+    path = manifest.parent / "s2" / "label.nii.gz"
+    data = bytearray(path.read_bytes())
+    data[-6] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=r"subject 's2', file 's2/label.nii.gz': is a damaged"):
+        manifest_fingerprint(manifest, read_manifest(manifest, CHANNELS))
+
+
+def test_a_gzip_file_cut_before_its_trailer_is_named(manifest: Path) -> None:
+    path = manifest.parent / "s1" / "t2.nii.gz"
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(ManifestError, match="ends before its trailer"):
+        manifest_fingerprint(manifest, read_manifest(manifest, CHANNELS))
+
+
+def test_multi_member_and_zero_padded_gzip_files_are_accepted(manifest: Path) -> None:
+    path = manifest.parent / "s1" / "mra.nii.gz"
+    raw = gzip.decompress(path.read_bytes())
+    half = len(raw) // 2
+    path.write_bytes(gzip.compress(raw[:half]) + gzip.compress(raw[half:]) + b"\0" * 16)
+    assert len(manifest_fingerprint(manifest, read_manifest(manifest, CHANNELS))) == 16

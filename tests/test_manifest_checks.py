@@ -119,8 +119,7 @@ def test_file_problem_line_has_documented_form(manifest: Path) -> None:
     with pytest.raises(ManifestError) as raised:
         load_manifest(manifest, CHANNELS, LABEL_VALUES)
     assert str(raised.value).splitlines() == [
-        f"Manifest '{manifest}' has 1 problem:",
-        "  subject 's1', file 's1/label.nii.gz': "
+        f"Manifest '{manifest}': subject 's1', file 's1/label.nii.gz': "
         "label values [7] are not in the class map {0, 1, 2, 3, 4}",
     ]
 
@@ -161,7 +160,10 @@ def test_all_problems_are_reported_together(manifest: Path) -> None:
         load_manifest(manifest, CHANNELS, LABEL_VALUES)
 
     lines = str(raised.value).splitlines()
-    assert lines[0] == f"Manifest '{manifest}' has 3 problems:"
+    assert lines[0] == (
+        f"Manifest '{manifest}' has 3 problems, the first: "
+        "subject 's1', file 's1/mra.nii.gz': file does not exist"
+    )
     assert lines[1:] == [
         "  subject 's1', file 's1/mra.nii.gz': file does not exist",
         "  subject 's2', file 's2/label.nii.gz': "
@@ -179,6 +181,6 @@ def test_many_problems_are_summarised(tmp_path: Path) -> None:
         validate_manifest(records, LABEL_VALUES)
 
     lines = str(raised.value).splitlines()
-    assert lines[0] == "Manifest has 25 problems:"
+    assert lines[0].startswith("Manifest has 25 problems, the first: subject 's0', file ")
     assert len(lines) == 1 + 20 + 1
     assert lines[-1] == "  ... and 5 more"
