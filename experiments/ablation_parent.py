@@ -106,17 +106,23 @@ def child_note(
 
 
 def grid_table(runner: Any, finished: Mapping[str, mlflow.entities.Run]) -> pd.DataFrame:
-    """One row per variant: name, axes, seed, hash, status, run id, test Dice."""
+    """One row per variant: name, axes, seed, hash, status, run id, test Dice.
+
+    The status of a variant without a finished run is its newest run's (FAILED,
+    KILLED, RUNNING), or ``not run``.
+    """
+    outcomes = runner.runs.latest_outcomes([v.config_hash for v in runner.variants])
     rows = []
     for variant in runner.variants:
         run = finished.get(variant.config_hash)
+        status = outcomes.get(variant.config_hash, ("not run", ""))[0]
         rows.append(
             {
                 "variant": variant.name,
                 **{f"axis.{axis}": value for axis, value in variant.axes.items()},
                 "seed": variant.seed,
                 "config_hash": variant.config_hash,
-                "status": "FINISHED" if run is not None else "missing",
+                "status": "FINISHED" if run is not None else status,
                 "run_id": run.info.run_id if run is not None else "",
                 "test/dice_mean": (
                     run.data.metrics.get("test/dice_mean", math.nan) if run else math.nan

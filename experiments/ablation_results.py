@@ -164,5 +164,29 @@ def write_reports(runner: AblationRunner) -> Path:
             if section in stage_paths:
                 report.write_text(report.read_text() + "\n" + stage_paths[section].read_text())
             paths |= stage_paths
+    missing = missing_section(runner)
+    if missing:
+        paths["report.md"].write_text(paths["report.md"].read_text() + "\n" + missing)
     publish(runner, paths)
     return paths["report.md"]
+
+
+def missing_section(runner: AblationRunner) -> str:
+    """A report section listing the variants the tables lack, with why; '' if none."""
+    hashes = [v.config_hash for v in runner.variants]
+    finished = runner.runs.finished_runs(hashes)
+    outcomes = runner.runs.latest_outcomes(hashes)
+    lines = []
+    for variant in runner.variants:
+        if variant.config_hash in finished:
+            continue
+        status, error = outcomes.get(variant.config_hash, ("not run", ""))
+        lines.append(
+            f"- `{variant.name}`: {status}" + (f" ({error.splitlines()[0]})" if error else "")
+        )
+    if not lines:
+        return ""
+    return (
+        f"## Missing variants\n\n{len(lines)} of {len(runner.variants)} variants have no "
+        "finished run, so the tables above leave them out:\n\n" + "\n".join(lines) + "\n"
+    )

@@ -15,6 +15,7 @@ from typing import Any
 import mlflow
 
 from experiments.ablation_file import Variant
+from experiments.mlflow_search import close_dead_runs, literal, owner_tags
 from experiments.mlflow_ui import NOTE_TAG, describe_experiment
 from experiments.run_notes import variant_note
 from experiments.tracking import LOCAL_ARTIFACT_ROOT, default_tracking_uri, is_local_store
@@ -75,7 +76,7 @@ class AblationRuns:
 
     def search(self, query: str, **options: Any) -> list[mlflow.entities.Run]:
         """This ablation's runs that match ``query`` (an MLflow filter string)."""
-        ablation = f"tags.ablation = '{self.ablation}'"
+        ablation = f"tags.ablation = {literal(self.ablation)}"
         return self.client.search_runs(
             [self.experiment_id()], f"{ablation} and {query}" if query else ablation, **options
         )
@@ -83,18 +84,28 @@ class AblationRuns:
     def find_parent(self) -> str | None:
         """The id of the ablation's parent run for this profile and data, if there is one."""
         found = self.search(
-            f"tags.ablation_role = 'parent' and tags.profile = '{self.profile}' "
-            f"and tags.manifest = '{Path(self.manifest).resolve()}' "
+            f"tags.ablation_role = 'parent' and tags.profile = {literal(self.profile)} "
             f"and tags.scope_hash = '{self.scope_hash}'",
-            max_results=1,
+            order_by=["attributes.start_time ASC"],
         )
+        # Compared here, not in the filter: a path may hold any quote character.
+        manifest = str(Path(self.manifest).resolve())
+        found = [run for run in found if run.data.tags.get("manifest") == manifest]
         return found[0].info.run_id if found else None
 
     def parent_run(self) -> str:
-        """The ablation's parent run for this profile and data, created once, now RUNNING."""
+        """The ablation's parent run for this profile and data, created once, now RUNNING.
+
+        Runs that a killed process left RUNNING on this machine are closed first.
+        """
+        closed = close_dead_runs(self.client)
+        if closed:
+            print(f"marked {closed} run(s) left RUNNING by a process that has gone KILLED")
         run_id = self.find_parent()
         if run_id is not None:
             self.client.update_run(run_id, status="RUNNING")
+            for key, value in owner_tags().items():
+                self.client.set_tag(run_id, key, value)
             return run_id
         run = self.client.create_run(
             self.experiment_id(),
@@ -107,6 +118,7 @@ class AblationRuns:
                 "scope_hash": self.scope_hash,
                 "settings": json.dumps(self.settings, sort_keys=True, default=str)[:5000],
                 "thread": self.experiment,
+                **owner_tags(),
             },
         )
         return run.info.run_id
@@ -133,6 +145,15 @@ class AblationRuns:
         )
         return {
             run.data.tags["config_hash"]: run
+            for run in runs
+            if run.data.tags.get("config_hash") in hashes
+        }
+
+    def latest_outcomes(self, hashes: Collection[str]) -> dict[str, tuple[str, str]]:
+        """config hash -> (status, error tag) of the newest child run of each of ``hashes``."""
+        runs = self.search("", order_by=["attributes.start_time ASC"])  # children carry a hash
+        return {
+            run.data.tags["config_hash"]: (run.info.status, run.data.tags.get("error", ""))
             for run in runs
             if run.data.tags.get("config_hash") in hashes
         }

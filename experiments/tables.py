@@ -186,7 +186,8 @@ def write_tables(
     - ``dice_boxplot.png`` (when there are Dice values), ``val_curves.png``
       when ``curves`` is given, and ``dice_vs_labelled.png`` when ``sparsity``
       names the column groups to plot against their labelled fraction
-      (``dice_vs_labelled_figure``, needs ``supervision``);
+      (``dice_vs_labelled_figure``; left out without ``supervision``, as when
+      no weakly supervised variant finished);
     - ``report.md``: the title and all Markdown tables, ready to print.
 
     Returns:
@@ -299,9 +300,8 @@ def write_tables(
 
     if (summary["metric"] == "dice").any():
         paths["dice_boxplot.png"] = plot_dice_boxplot(results, out_dir / "dice_boxplot.png")
-    if sparsity:
-        if supervision is None:
-            raise ValueError("sparsity needs supervision: the labelled fraction of each group")
+    # Without supervision facts (no weakly supervised variant finished) there is no x axis.
+    if sparsity and supervision is not None:
         figure = dice_vs_labelled_figure(results, supervision, sparsity)
         paths["dice_vs_labelled.png"] = out_dir / "dice_vs_labelled.png"
         figure.savefig(paths["dice_vs_labelled.png"], dpi=120)

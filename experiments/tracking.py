@@ -37,6 +37,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from datamodules.contract import SegmentationData
 from experiments.input_checks import UsageError, check_output_folder
+from experiments.mlflow_search import close_dead_runs, owner_tags
 from experiments.mlflow_ui import NOTE_TAG, describe_experiment, ui_url
 from experiments.run_notes import fit_note, with_headline
 
@@ -111,7 +112,7 @@ class TrackingLogger(MLFlowLogger):
             experiment_name=experiment_name,
             run_name=run_name,
             tracking_uri=uri,
-            tags={"thread": experiment_name, **(tags or {})},
+            tags={"thread": experiment_name, **owner_tags(), **(tags or {})},
             log_model=log_model,
             artifact_location=(
                 str((LOCAL_ARTIFACT_ROOT / experiment_name).resolve()) if local else None
@@ -129,8 +130,12 @@ class TrackingLogger(MLFlowLogger):
         if first and self._initialized:
             try:
                 describe_experiment(client, self._experiment_id)
+                closed = close_dead_runs(client, keep=self._run_id)
             except mlflow.exceptions.MlflowException as error:  # cosmetic: never stop a run
-                warnings.warn(f"could not describe the MLflow experiment: {error}", stacklevel=2)
+                warnings.warn(f"could not tidy the MLflow experiment: {error}", stacklevel=2)
+            else:
+                if closed:
+                    print(f"marked {closed} run(s) left RUNNING by a process that has gone KILLED")
         return client
 
     def check_run_id(self) -> None:

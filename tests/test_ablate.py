@@ -196,6 +196,19 @@ def test_a_failing_variant_is_recorded_and_the_others_run(in_tmp, phantom_manife
     assert runs["typo"].info.status == "FAILED"  # rejected by the parser, not by a class
     assert "augmentaton" in runs["typo"].data.tags["error"]
     assert "2 variant(s) failed" in capsys.readouterr().err
+    # The tables of what finished are written, and say what they lack and why.
+    report = (in_tmp / "reports" / "tiny" / "report.md").read_text()
+    assert "2 of 3 variants have no finished run" in report
+    assert "- `broken`: FAILED (" in report and "- `typo`: FAILED (" in report
+    client = mlflow.MlflowClient(default_tracking_uri())
+    parent = runs["none"].data.tags["mlflow.parentRunId"]
+    grid_csv = pd.read_csv(client.download_artifacts(parent, "grid.csv", str(in_tmp)))
+    grid_csv = grid_csv.set_index("variant")
+    assert grid_csv["status"].to_dict() == {
+        "none": "FINISHED",
+        "broken": "FAILED",
+        "typo": "FAILED",
+    }
     # Each run's description in the UI says which variant it is and how it ended.
     notes = {name: run.data.tags[NOTE_TAG] for name, run in runs.items()}
     assert notes["broken"].startswith("Variant **broken** of ablation `tiny`")

@@ -149,8 +149,8 @@ def test_augmentation_presets_keep_shapes_and_labels(phantom_manifest, preset):
         ({"sampler": "weighted"}, "sampler must be 'label' or 'uniform'"),
         ({"batch_size": 0}, "batch_size must be at least 1"),
         ({"channels": []}, "channels must be a non-empty list"),
-            ({"channels": ["a", "a"]}, "channels must not repeat a name"),
-            ({"samples_per_volume": 9, "queue_length": 8}, "must not exceed queue_length"),
+        ({"channels": ["a", "a"]}, "channels must not repeat a name"),
+        ({"samples_per_volume": 9, "queue_length": 8}, "must not exceed queue_length"),
     ],
 )
 def test_bad_options_raise_clear_errors(phantom_manifest, options, message):

@@ -136,5 +136,7 @@ def test_write_tables_adds_label_and_size_tables_and_the_sparsity_plot(condition
     # Ranks are per label condition: one ranking section each.
     for condition in ("full", "sparse_k2", "noisy"):
         assert f"### {condition}\n" in paths["ranking.md"].read_text()
-    with pytest.raises(ValueError, match="sparsity needs supervision"):
-        write_tables(results, None, tmp_path, title="t", sparsity=["full"])
+    # No weakly supervised variant finished: the tables of what did, without that figure.
+    partial = write_tables(results, None, tmp_path / "partial", title="t", sparsity=["full"])
+    assert "dice_vs_labelled.png" not in partial
+    assert "## Summary" in partial["report.md"].read_text()
