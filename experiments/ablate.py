@@ -149,6 +149,7 @@ class AblationRunner:
             *arguments,
             "--test_after_fit", "true",
             "--trainer.logger.init_args.tags", json.dumps(tags),
+            *(self.runs.resume_arguments(variant) if tags else []),
         ]  # fmt: skip
 
     def _arguments(

@@ -18,7 +18,12 @@ from experiments.ablation_file import Variant
 from experiments.mlflow_search import close_dead_runs, literal, owner_tags
 from experiments.mlflow_ui import NOTE_TAG, describe_experiment
 from experiments.run_notes import variant_note
-from experiments.tracking import LOCAL_ARTIFACT_ROOT, default_tracking_uri, is_local_store
+from experiments.tracking import (
+    CHECKPOINT_TAG,
+    LOCAL_ARTIFACT_ROOT,
+    default_tracking_uri,
+    is_local_store,
+)
 
 
 class AblationRuns:
@@ -157,6 +162,25 @@ class AblationRuns:
             for run in runs
             if run.data.tags.get("config_hash") in hashes
         }
+
+    def resume_arguments(self, variant: Variant) -> list[str]:
+        """``fit`` flags continuing a variant's KILLED run from its last checkpoint, or [].
+
+        A variant killed mid-training (``kill -9``, a lost machine) then resumes into the
+        same MLflow run from its last epoch, not from epoch 0.
+        """
+        runs = self.search(
+            f"tags.config_hash = {literal(variant.config_hash)} and attributes.status = 'KILLED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        folder = runs[0].data.tags.get(CHECKPOINT_TAG) if runs else None
+        if folder is None or not (Path(folder) / "last.ckpt").is_file():
+            return []
+        return [
+            "--ckpt_path", str(Path(folder) / "last.ckpt"),
+            "--trainer.logger.init_args.run_id", runs[0].info.run_id,
+        ]  # fmt: skip
 
     def close_stale_runs(self, parent_run_id: str) -> int:
         """Mark children left RUNNING by a killed process as KILLED; returns how many.

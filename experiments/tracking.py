@@ -46,6 +46,7 @@ LOCAL_ARTIFACT_ROOT = Path("mlruns/artifacts")
 MAX_PARAM_LENGTH = 500
 # Network size metrics (``model/<name>``) every fit logs, for the ablation tables.
 COMPLEXITY = ("parameters", "macs")
+CHECKPOINT_TAG = "checkpoint_dir"
 # Config entries that name files rather than settings: not params.
 NOT_PARAMS = ("ckpt_path", "config")
 
@@ -201,6 +202,11 @@ class RunRecorder(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.logger is None:
             return
+        checkpoints = trainer.checkpoint_callback
+        if isinstance(trainer.logger, MLFlowLogger) and checkpoints is not None:
+            # Where a killed run's last.ckpt lies, for the ablation runner to resume it.
+            folder = str(Path(checkpoints.dirpath).resolve())
+            trainer.logger.experiment.set_tag(trainer.logger.run_id, CHECKPOINT_TAG, folder)
         data: SegmentationData | None = trainer.datamodule
         if data is None:
             return
