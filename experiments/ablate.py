@@ -17,20 +17,17 @@ A variant whose grid entry sets ``stage1.method`` runs its first stage before it
 (``experiments.ablation_stages``) and trains on the cohort that stage wrote.
 
 Run: ``versaseg ablate experiments/ablations/losses.yaml [--profile quick] [--data CSV]
-[--set key=value ...] [--jobs N] [--seeds 1 2] [--print_config [VARIANT]]``
+[--set key=value ...] [--jobs N] [--launcher local|ray] [--address HOST:PORT] [--seeds 1 2]
+[--print_config [VARIANT]]``
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import redirect_stdout
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +37,8 @@ from datamodules.dataset import load_description
 from datamodules.manifest import load_manifest, manifest_fingerprint
 from experiments.ablation_config import check_settings, config_hash
 from experiments.ablation_file import Ablation, AblationError, Variant, expand, nested
-from experiments.ablation_jobs import (
-    format_duration,
-    run_shared_stages,
-    run_variant,
-    share_cores,
-)
+from experiments.ablation_jobs import format_duration, run_shared_stages, run_variant
+from experiments.ablation_launchers import LAUNCHERS, run_in_processes, run_on_ray, share_of
 from experiments.ablation_runs import AblationRuns
 from experiments.ablation_stages import (
     Stage1Plan,
@@ -71,6 +64,8 @@ class AblationRunner:
         jobs: int = 1,
         seeds: Sequence[int] | None = None,
         reports: Path | None = None,
+        launcher: str = "local",
+        address: str | None = None,
     ) -> None:
         try:
             profile_path(profile)
@@ -78,13 +73,15 @@ class AblationRunner:
             raise AblationError(str(error)) from error
         if jobs < 1:
             raise AblationError(f"--jobs must be at least 1, got {jobs}")
+        if launcher not in LAUNCHERS or (address and launcher != "ray"):
+            raise AblationError(f"--launcher {launcher} (--address needs ray): one of {LAUNCHERS}")
         check_settings(ablation, settings or {})
         self.ablation = ablation
         self.profile = profile
         self.manifest = manifest
         self.dataset = dataset
         self.settings = dict(settings or {})
-        self.jobs = jobs
+        self.jobs, self.launcher, self.address = jobs, launcher, address
         self.reports = reports or Path("reports") / ablation.name
         self.description = load_description(manifest, dataset)
         self.runs = AblationRuns(
@@ -358,7 +355,7 @@ class AblationRunner:
             self.runs.mark_failed(variant, parent_run_id, error, time.time())
             yield variant, 1, error, 0.0
         jobs = [job for job in jobs if not _failed(job, failed_stages)]
-        if self.jobs == 1:
+        if self.jobs == 1 and self.launcher == "local":
             for variant, arguments in jobs:
                 started = time.time()
                 code, error, seconds = run_variant(*arguments)
@@ -366,32 +363,17 @@ class AblationRunner:
                     self.runs.mark_failed(variant, parent_run_id, error, started)
                 yield variant, code, error, seconds
             return
-        # Separate processes, each variant with its own interpreter state and its share
-        # of the cores: N torch processes with every core each slow each other down.
+        # Separate processes (or Ray tasks), each with its share of the cores.
         started = time.time()
-        threads = max(1, (os.cpu_count() or 1) // self.jobs)
-        pool = ProcessPoolExecutor(
-            self.jobs,
-            mp_context=get_context("spawn"),
-            initializer=share_cores,
-            initargs=(threads,),
-        )
-        try:
-            futures = {pool.submit(run_variant, *arguments): variant for variant, arguments in jobs}
-            for future in as_completed(futures):
-                variant = futures[future]
-                try:
-                    code, error, seconds = future.result()
-                except BrokenProcessPool as broken:  # a worker died (e.g. out of memory)
-                    code, error, seconds = 1, f"worker process died: {broken}", 0.0
-                if code != 0:
-                    self.runs.mark_failed(variant, parent_run_id, error, started)
-                yield variant, code, error, seconds
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        finally:
-            pool.shutdown(wait=True)
+        share = share_of(self.jobs, self.ablation.resources.get(self.profile))
+        if self.launcher == "ray":
+            finished = run_on_ray(jobs, share, self.address)
+        else:
+            finished = run_in_processes(jobs, self.jobs, share)
+        for variant, code, error, seconds in finished:
+            if code != 0:
+                self.runs.mark_failed(variant, parent_run_id, error, started)
+            yield variant, code, error, seconds
 
 
 def _failed(job: tuple[Variant, tuple], failed_stages: Mapping[str, str]) -> bool:

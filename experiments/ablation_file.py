@@ -50,7 +50,9 @@ from experiments.profiles import PROFILES_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED_KEYS = ("name", "config", "grid")
-KNOWN_KEYS = (*REQUIRED_KEYS, "experiment", "seeds", "overrides", "budgets", "tables", "stage1")
+KNOWN_KEYS = (
+    *REQUIRED_KEYS, "experiment", "seeds", "overrides", "budgets", "resources", "tables", "stage1"
+)  # fmt: skip
 # Keys under this prefix configure a variant's first stage (`stage1:` in the file).
 STAGE1 = "stage1."
 # `tables:` keys: the axes that make a row label, the axis that holds the task
@@ -85,6 +87,7 @@ class Ablation:
     grid: dict[str, dict[str, dict[str, Any]]]
     seeds: list[int]
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
     stage1_config: Path | None = None
@@ -140,6 +143,14 @@ def load_ablation(path: str | Path) -> Ablation:
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
         raise AblationError(f"ablation file {path}: `seeds` must be a list of integers")
     budgets = _checked_budgets(path, content.get("budgets") or {})
+    resources = _checked_budgets(path, content.get("resources") or {}, "resources")
+    for profile, share in resources.items():
+        if set(share) - {"cpus", "gpus"} or not all(
+            isinstance(v, int | float) and v >= 0 for v in share.values()
+        ):
+            raise AblationError(
+                f"ablation file {path}: resources.{profile} takes cpus and gpus, numbers >= 0"
+            )
     _check_tables(path, dict(content.get("tables") or {}), grid)
     stage1_config, stage1_ignores = _checked_stage1(path, content.get("stage1"), grid)
     return Ablation(
@@ -150,6 +161,7 @@ def load_ablation(path: str | Path) -> Ablation:
         grid={str(a): {str(e): dict(o) for e, o in entries.items()} for a, entries in grid.items()},
         seeds=seeds,
         budgets=budgets,
+        resources=resources,
         tables=dict(content.get("tables") or {}),
         source=path,
         stage1_config=stage1_config,
@@ -200,21 +212,19 @@ def _checked_stage1(
     return config, tuple(str(key) for key in ignores)
 
 
-def _checked_budgets(path: Path, budgets: Any) -> dict[str, dict[str, Any]]:
-    """``budgets:`` maps profile names to overrides; only profiles that exist."""
+def _checked_budgets(path: Path, budgets: Any, key: str = "budgets") -> dict[str, dict[str, Any]]:
+    """``budgets:`` (or ``resources:``) maps profile names to settings; only real profiles."""
     profiles = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
     if not isinstance(budgets, dict):
-        raise AblationError(f"ablation file {path}: `budgets` must map profile names to settings")
+        raise AblationError(f"ablation file {path}: `{key}` must map profile names to settings")
     for profile, settings in budgets.items():
         if profile not in profiles:
             raise AblationError(
-                f"ablation file {path}: `budgets` names profile {profile!r}; "
+                f"ablation file {path}: `{key}` names profile {profile!r}; "
                 f"the profiles are {profiles}"
             )
         if not isinstance(settings, dict):
-            raise AblationError(
-                f"ablation file {path}: budgets.{profile} must map config keys to values"
-            )
+            raise AblationError(f"ablation file {path}: {key}.{profile} must map keys to values")
     return {str(profile): dict(settings) for profile, settings in budgets.items()}
 
 

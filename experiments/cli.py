@@ -49,6 +49,7 @@ from datamodules.phantom import write_phantom
 from datamodules.phantom.geometry import validated_geometry
 from experiments.ablate import AblationRunner
 from experiments.ablation_file import AblationError, load_ablation, parse_settings
+from experiments.ablation_launchers import LAUNCHERS
 from experiments.ablation_results import write_reports
 from experiments.feature_maps import FeatureMapError, feature_maps_main
 from experiments.fit import ConfigError, apply_profile, run_lightning
@@ -195,6 +196,15 @@ def ablate_main(args: Sequence[str], *, train: bool = True) -> int:
     if train:
         parser.add_argument("--jobs", type=int, default=1, help="variants trained side by side")
         parser.add_argument(
+            "--launcher",
+            choices=LAUNCHERS,
+            default="local",
+            help="local: processes on this machine; ray: each variant a Ray task",
+        )
+        parser.add_argument(
+            "--address", help="the Ray cluster (HOST:PORT); default: start a local Ray instance"
+        )
+        parser.add_argument(
             "--print_config",
             nargs="?",
             const="",
@@ -210,6 +220,8 @@ def ablate_main(args: Sequence[str], *, train: bool = True) -> int:
         dataset=options.dataset,
         settings=parse_settings(options.settings),
         jobs=getattr(options, "jobs", 1),
+        launcher=getattr(options, "launcher", "local"),
+        address=getattr(options, "address", None),
         seeds=options.seeds,
         reports=options.reports,
     )
