@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.dataset import DatasetDescription, load_description
 from datamodules.distance import distance_maps_for
+from datamodules.distributed import QueueSampler, subject_sampler
 from datamodules.labels import read_label
 from datamodules.manifest import (
     ManifestError,
@@ -295,16 +296,24 @@ class BrainDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Patches from a ``tio.Queue``; the queue's own workers load subjects."""
+        subjects = self.subjects_dataset("train", augment=True)
+        shard = subject_sampler(subjects, self.trainer, self.split_seed)  # None: one process
         queue = tio.Queue(
-            self.subjects_dataset("train", augment=True),
+            subjects,
             max_length=self.queue_length,
             samples_per_volume=self.samples_per_volume,
             sampler=self._patch_sampler(),
+            subject_sampler=shard,
             num_workers=self.num_workers,
+            shuffle_subjects=shard is None,
         )
         # TorchIO requires the queue's DataLoader to use the main process.
         return DataLoader(
-            queue, batch_size=self.batch_size, num_workers=0, collate_fn=self.collate.patches
+            queue,
+            batch_size=self.batch_size,
+            num_workers=0,
+            collate_fn=self.collate.patches,
+            sampler=None if shard is None else QueueSampler(queue, shard),
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from datamodules.contract import SegmentationData
+from lightning_modules.distributed import gather_cases
 from lightning_modules.divergence import check_finite
 from lightning_modules.inference import predict_volume
 from lightning_modules.losses import WEIGHTINGS, LossWeighting, build_loss
@@ -75,7 +76,7 @@ class SegmentationModule(pl.LightningModule):
         self.inference_patch_size = inference_patch_size
         self.inference_overlap = inference_overlap
         self.inference_batch_size = inference_batch_size
-        self._val_dice: list[torch.Tensor] = []
+        self._val_dice: list[tuple[str, torch.Tensor]] = []  # (subject, Dice per class)
         self._test_rows: list[pd.DataFrame] = []
         self.test_results: pd.DataFrame | None = None
         self.test_example: dict[str, Any] | None = None
@@ -178,13 +179,15 @@ class SegmentationModule(pl.LightningModule):
         label = batch["label"][0]
         loss = self.loss(logits.unsqueeze(0), label.unsqueeze(0), distance=batch.get("distance"))
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=1)
-        self._val_dice.append(dice_per_class(logits.argmax(0), label, len(self.class_names)))
+        dice = dice_per_class(logits.argmax(0), label, len(self.class_names))
+        self._val_dice.append((batch["subject"], dice.cpu()))
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_dice:
-            return
-        mean_dice = torch.stack(self._val_dice).mean(0)
+        cases = gather_cases(self, self._val_dice, key=lambda case: case[0])  # all DDP ranks'
         self._val_dice.clear()
+        if not cases:
+            return
+        mean_dice = torch.stack([dice for _, dice in cases]).mean(0)
         for name, value in zip(self.structures, mean_dice, strict=True):
             self.log(f"val/dice_{name}", value)
         self.log("val/dice_mean", mean_dice.mean(), prog_bar=True)
@@ -213,7 +216,8 @@ class SegmentationModule(pl.LightningModule):
             }
 
     def on_test_epoch_end(self) -> None:
-        results = pd.concat(self._test_rows, ignore_index=True)
+        rows = gather_cases(self, self._test_rows, key=lambda rows: rows["subject"].iloc[0])
+        results = pd.concat(rows, ignore_index=True)
         self.test_results = results
         means = results.groupby("class", sort=False)[list(METRICS)].mean()
         for metric in METRICS:
