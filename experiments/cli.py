@@ -269,6 +269,7 @@ def cleanse_main(args: Sequence[str]) -> None:
     parser.add_argument("--method", required=True, choices=METHODS)
     parser.add_argument("--output", required=True, help="folder of the new cohort")
     options, rest = parser.parse_known_args(args)
+    check_output_folder(options.output, "--output")  # before training, not after
     # apply_profile works on a subcommand line; the stage parses without one.
     arguments = apply_profile(["fit", *rest])[1:]
     run_stage(arguments, method=options.method, output=options.output)
@@ -287,6 +288,7 @@ def translate_main(args: Sequence[str]) -> None:
     parser.add_argument("--method", choices=METHODS, default=METHODS[0])
     parser.add_argument("--output", required=True, help="folder of the new cohort")
     options, rest = parser.parse_known_args(args)
+    check_output_folder(options.output, "--output")  # before training, not after
     arguments = apply_profile(["fit", *rest])[1:]
     run_stage(arguments, method=options.method, output=options.output)
 

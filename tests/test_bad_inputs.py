@@ -170,6 +170,16 @@ CASES: dict[str, Case] = {
     "phantom too-small shape": Case(phantom("--shape", "8", "8", "4"), "--shape"),
     "phantom zero spacing": Case(phantom("--spacing", "0", "2", "2"), "--spacing"),
     "phantom unknown option": Case(phantom("--subjetcs", "3"), "unrecognized arguments"),
+    "cleanse read-only --output": Case(
+        lambda tmp, c: (
+            ["cleanse", "--method", "nearest", "--output", str(unwritable_folder(tmp)), *fit(c)[1:]]
+        ),
+        "cannot write",
+    ),
+    "translate --output is a file": Case(
+        lambda tmp, c: ["translate", "--output", str(c.manifest / "out"), *fit(c)[1:]],
+        "is a file, not a folder",
+    ),
     # ---- the manifest, through fit
     "manifest missing": Case(lambda tmp, c: fit(c, manifest=tmp / "nowhere.csv"), "nowhere.csv"),
     "manifest without a channel column": Case(
