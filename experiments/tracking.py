@@ -131,6 +131,9 @@ class TrackingLogger(MLFlowLogger):
         if first and self._initialized:
             try:
                 describe_experiment(client, self._experiment_id)
+                # A resumed run now belongs to this process: another must not close it.
+                for key, value in owner_tags().items():
+                    client.set_tag(self._run_id, key, value)
                 closed = close_dead_runs(client, keep=self._run_id)
             except mlflow.exceptions.MlflowException as error:  # cosmetic: never stop a run
                 warnings.warn(f"could not tidy the MLflow experiment: {error}", stacklevel=2)

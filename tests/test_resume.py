@@ -11,6 +11,7 @@ import mlflow
 import pytest
 import yaml
 
+from experiments.mlflow_search import PID_TAG
 from experiments.tracking import default_tracking_uri
 from tests.conftest import BASELINE
 
@@ -58,6 +59,8 @@ def test_a_variant_killed_mid_training_resumes_into_the_same_run(in_tmp, phantom
     (run,) = children()
     assert run.info.run_id == first.info.run_id
     assert run.info.status == "FINISHED" and run.data.tags["tested"] == "true"
+    # The resuming process owns the run now: no other process may close it as dead.
+    assert run.data.tags[PID_TAG] != first.data.tags[PID_TAG]
     # Epoch 0 came from the checkpoint: two validation points in all, not three.
     epochs = client.get_metric_history(run.info.run_id, "val/dice_mean")
     assert len(epochs) == 2
