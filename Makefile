@@ -10,6 +10,8 @@ PROFILE ?= quick
 DATA ?= $(PHANTOM)/manifest.csv
 # Variants trained side by side (default 1; the cleansing study 2, one core each).
 JOBS ?=
+# Where they train: local processes, or Ray tasks (LAUNCHER=ray; RAY_ADDRESS= a cluster).
+LAUNCHER ?= local
 # The phantom is generated only when the default data is used; its dataset.yaml,
 # written last, marks a complete cohort (a folder from before it is rewritten).
 DATA_DEPS := $(if $(filter $(PHANTOM)/manifest.csv,$(DATA)),$(PHANTOM)/dataset.yaml)
@@ -53,21 +55,21 @@ lint: install ## ruff only
 $(PHANTOM)/dataset.yaml: | install
 	$(BIN)/versaseg phantom --subjects 12 --out $(PHANTOM) --seed 0
 
-ablation-losses: install $(DATA_DEPS) ## the loss study: 5 tasks x 12 losses, then ranked tables (DATA=, PROFILE=, JOBS=)
+ablation-losses: install $(DATA_DEPS) ## the loss study: 5 tasks x 12 losses, then ranked tables (DATA=, PROFILE=, JOBS=, LAUNCHER=)
 	$(BIN)/versaseg ablate experiments/ablations/losses.yaml --profile $(PROFILE) \
-		--data $(DATA) --jobs $(or $(JOBS),1)
+		--data $(DATA) --jobs $(or $(JOBS),1) --launcher $(LAUNCHER)
 
-ablation-skips: install $(DATA_DEPS) ## skip connections under weak labels: 4 networks x 6 label conditions (DATA=, PROFILE=, JOBS=)
+ablation-skips: install $(DATA_DEPS) ## skip connections under weak labels: 4 networks x 6 label conditions (DATA=, PROFILE=, JOBS=, LAUNCHER=)
 	$(BIN)/versaseg ablate experiments/ablations/skips.yaml --profile $(PROFILE) \
-		--data $(DATA) --jobs $(or $(JOBS),1)
+		--data $(DATA) --jobs $(or $(JOBS),1) --launcher $(LAUNCHER)
 
-ablation-cleansing: install $(DATA_DEPS) ## label cleansing: 6 label conditions x 8 ways to training labels, two stages each (DATA=, PROFILE=, JOBS=)
+ablation-cleansing: install $(DATA_DEPS) ## label cleansing: 6 label conditions x 8 ways to training labels, two stages each (DATA=, PROFILE=, JOBS=, LAUNCHER=)
 	$(BIN)/versaseg ablate experiments/ablations/cleansing.yaml --profile $(PROFILE) \
-		--data $(DATA) --jobs $(or $(JOBS),2)
+		--data $(DATA) --jobs $(or $(JOBS),2) --launcher $(LAUNCHER)
 
-ablation-pseudo: install $(DATA_DEPS) ## pseudo images: pix2pix once, then 4 input sets x (multiclass + each thin structure) (DATA=, PROFILE=, JOBS=)
+ablation-pseudo: install $(DATA_DEPS) ## pseudo images: pix2pix once, then 4 input sets x (multiclass + each thin structure) (DATA=, PROFILE=, JOBS=, LAUNCHER=)
 	$(BIN)/versaseg ablate experiments/ablations/pseudo.yaml --profile $(PROFILE) \
-		--data $(DATA) --jobs $(or $(JOBS),1)
+		--data $(DATA) --jobs $(or $(JOBS),1) --launcher $(LAUNCHER)
 
 demo: install $(DATA_DEPS) ## train + test the baseline U-Net once (PROFILE=quick), print a Dice table
 	$(BIN)/versaseg fit --config experiments/configs/baseline.yaml --profile $(PROFILE) \

@@ -73,8 +73,10 @@ class AblationRunner:
             raise AblationError(str(error)) from error
         if jobs < 1:
             raise AblationError(f"--jobs must be at least 1, got {jobs}")
-        if launcher not in LAUNCHERS or (address and launcher != "ray"):
-            raise AblationError(f"--launcher {launcher} (--address needs ray): one of {LAUNCHERS}")
+        if launcher not in LAUNCHERS:
+            raise AblationError(f"--launcher {launcher}: choose one of {list(LAUNCHERS)}")
+        if address and launcher != "ray":
+            raise AblationError(f"--address {address} needs --launcher ray")
         check_settings(ablation, settings or {})
         self.ablation = ablation
         self.profile = profile

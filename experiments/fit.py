@@ -180,10 +180,12 @@ class VersasegCLI(LightningCLI):
         if self.config[self.subcommand].get("test_after_fit"):
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
             self.after_test()
-        elif self.trainer.logger is not None:
+        elif self.trainer.logger is not None and self.trainer.is_global_zero:
             print(run_location(self.trainer.logger))
 
     def after_test(self) -> None:
+        if not self.trainer.is_global_zero:  # under DDP every rank holds the same results
+            return
         results = getattr(self.model, "test_results", None)
         if results is not None and "class" in results:
             print("\nTest metrics per class (mean ± std over cases; HD95 and ASSD in mm):")

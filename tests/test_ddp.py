@@ -32,6 +32,7 @@ def test_ddp_fit_and_test_give_one_run_with_every_test_case_once(in_tmp, phantom
     env |= {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # one core per process
     done = subprocess.run(command, cwd=in_tmp, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("Test metrics per class") == 1  # printed by rank 0 alone
 
     client = mlflow.MlflowClient(default_tracking_uri())
     experiment = client.get_experiment_by_name("baseline").experiment_id

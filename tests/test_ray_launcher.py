@@ -60,4 +60,4 @@ def test_an_address_without_ray_is_refused(in_tmp: Path, phantom_manifest: Path,
     study.write_text(yaml.safe_dump({"name": "g", "config": str(BASELINE), "grid": GRID}))
     arguments = ["ablate", str(study), "--data", str(phantom_manifest), "--address", "h:1"]
     assert main(arguments) == 2
-    assert "--address needs ray" in capsys.readouterr().err
+    assert "versaseg: error: --address h:1 needs --launcher ray" in capsys.readouterr().err
