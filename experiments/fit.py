@@ -45,6 +45,7 @@ from experiments.tracking import (
 from lightning_modules.callbacks import NiftiPredictionWriter
 from lightning_modules.feature_maps import FeatureMapSnapshots
 from lightning_modules.metrics import METRICS
+from lightning_modules.performance import PerformanceRecorder
 
 
 class ConfigError(ValueError):
@@ -93,6 +94,7 @@ class VersasegCLI(LightningCLI):
         parser.add_lightning_class_args(StabilityRecorder, "stability_recorder")
         parser.add_lightning_class_args(NiftiPredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(FeatureMapSnapshots, "feature_maps")
+        parser.add_lightning_class_args(PerformanceRecorder, "performance")
         parser.add_argument(
             "--profile",
             type=str | None,

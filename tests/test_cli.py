@@ -74,6 +74,10 @@ def test_fit_then_test_leaves_a_finished_run_with_everything(in_tmp, phantom_man
     assert 0.0 <= metrics["test/dice_cerebrum"] <= 1.0
     assert metrics["stability/epochs_to_95pct"] == 1.0  # a one-epoch run
     assert metrics["stability/val_dice_drops"] == 0.0
+    # Where the training time went, on this machine and data.
+    assert 0.0 <= metrics["perf/data_wait_share"] <= 1.0
+    assert 0.0 < metrics["perf/step_seconds"] < 60.0
+    assert 0.1 < metrics["perf/peak_memory_gib"] < 24.0
 
     artifacts = artifact_paths(run)
     assert "config.yaml" in artifacts
