@@ -10,11 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,15 +31,9 @@ from experiments.mlflow_ui import (
 from experiments.tracking import default_tracking_uri
 from tests.browser import chromium, click_text, open_page, screenshot, wait_for_text
 from tests.conftest import BASELINE
+from tests.servers import free_port, wait_until_healthy
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "reports" / "ui"
-STARTUP_SECONDS = 120
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -99,18 +90,8 @@ def ui(store: Path) -> Iterator[tuple[str, str]]:
             start_new_session=True,  # its workers go with it on teardown
         )
     base = f"http://127.0.0.1:{port}"
-    started = time.monotonic()
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() - started > STARTUP_SECONDS:
-                pytest.fail(f"versaseg ui did not start on {base}:\n{log.read_text()}")
-            time.sleep(0.5)
+        wait_until_healthy(base, server, log)
         # What it printed before becoming the server.
         yield base, log.read_text()
     finally:
