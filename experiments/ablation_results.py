@@ -22,6 +22,7 @@ from experiments.ablation_file import Ablation, AblationError, Variant, row_labe
 from experiments.ablation_parent import publish
 from experiments.per_case import per_case_long
 from experiments.stability import PREFIX
+from experiments.stability_recorder import PROBE_DICE, PROBE_EPOCH, PROBE_LOSS
 from experiments.tables import write_tables
 from experiments.tracking import COMPLEXITY
 from experiments.training_tables import SUPERVISION_PREFIX
@@ -90,12 +91,7 @@ def collect_results(runner: AblationRunner) -> AblationResults:
             complexity.append(
                 {**keys, **{k: metrics.get(f"model/{k}", float("nan")) for k in COMPLEXITY}}
             )
-            # Both curves are logged once per epoch; pair them by epoch, not by step.
-            val_dice = history(runner.runs.client, run_id, "val/dice_mean")
-            train_loss = history(runner.runs.client, run_id, "train/loss")
-            if len(train_loss) != len(val_dice):
-                train_loss = [float("nan")] * len(val_dice)
-            for epoch, (dice, loss) in enumerate(zip(val_dice, train_loss, strict=True), start=1):
+            for epoch, dice, loss in run_curve(runner.runs.client, run_id):
                 curves.append({**keys, "epoch": epoch, "val_dice": dice, "train_loss": loss})
     if not per_case:
         raise AblationError(
@@ -115,6 +111,25 @@ def collect_results(runner: AblationRunner) -> AblationResults:
         pd.DataFrame(supervision),
         pd.DataFrame(complexity),
     )
+
+
+def run_curve(client: mlflow.MlflowClient, run_id: str) -> list[tuple[float, float, float]]:
+    """(epoch, validation Dice, training loss) of each point of a run's curve.
+
+    The dense probe curve where the run has one (``experiments.stability_recorder``),
+    else the per-epoch ``val/dice_mean`` and ``train/loss``, paired by epoch.
+    """
+    dice = history(client, run_id, PROBE_DICE)
+    if dice:
+        epochs = history(client, run_id, PROBE_EPOCH)
+        loss = history(client, run_id, PROBE_LOSS)
+    else:
+        dice = history(client, run_id, "val/dice_mean")
+        epochs = [float(epoch) for epoch in range(1, len(dice) + 1)]
+        loss = history(client, run_id, "train/loss")
+    if len(loss) != len(dice):
+        loss = [float("nan")] * len(dice)
+    return list(zip(epochs, dice, loss, strict=True))
 
 
 def history(client: mlflow.MlflowClient, run_id: str, metric: str) -> list[float]:
@@ -150,6 +165,8 @@ def write_reports(runner: AblationRunner) -> Path:
         supervision=collected.supervision if collected.supervision["weak_labels"].any() else None,
         complexity=complexity,
         sparsity=runner.ablation.tables.get("sparsity"),
+        rank_resamples=runner.ablation.tables["rank_resamples"],
+        rank_seed=runner.ablation.tables["rank_seed"],
     )
     if runner.ablation.stage1_config is not None:
         from experiments.cleansing_report import write_cleansing_report

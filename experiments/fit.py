@@ -32,11 +32,11 @@ from experiments.input_checks import (
     parser_reason,
 )
 from experiments.profiles import DEFAULT_PROFILE, UnknownProfileError, profile_path
+from experiments.stability_recorder import StabilityRecorder
 from experiments.table_format import format_mean_std, mean_std
 from experiments.tracking import (
     ConfigRecorder,
     RunRecorder,
-    StabilityRecorder,
     TrackingLogger,
     check_store,
     default_tracking_uri,

@@ -10,6 +10,8 @@ which writes every table and figure of a report; the pieces live in:
 - ``experiments.ranking``: ``rank_scores``, the rank score of Sugino et al. 2021
   (Healthcare 9(8):938), pairwise Wilcoxon signed-rank tests as in the Medical
   Segmentation Decathlon;
+- ``experiments.rank_intervals``: bootstrap intervals of those ranks over resampled
+  test cases, and the ranking section that shows them (``ranking_section``);
 - ``experiments.table_format``: ``mean_std`` (the one mean ± std), cell
   formatting, ``format_markdown``, ``format_latex``;
 - ``experiments.training_tables``: ``supervision_table`` and ``complexity_table``
@@ -24,7 +26,10 @@ Example:
     ...     "subject": ["s1", "s2", "s1", "s2"], "class": "vessels",
     ...     "metric": "dice", "value": [0.80, 0.90, 0.85, 0.95],
     ... })
-    >>> paths = write_tables(results, None, getfixture("tmp_path"), title="Loss study")
+    >>> paths = write_tables(
+    ...     results, None, getfixture("tmp_path"), title="Loss study",
+    ...     rank_resamples=20, rank_seed=0,
+    ... )
     >>> sorted(paths)  # doctest: +NORMALIZE_WHITESPACE
     ['dice_boxplot.png', 'ranking.csv', 'ranking.md', 'ranking.tex', 'report.md',
      'significance.csv', 'summary.csv', 'summary.md', 'summary.tex']
@@ -56,7 +61,7 @@ from experiments.per_case import (
     appearance_sorted,
     validated_results,
 )
-from experiments.ranking import ranks_from_scores, significance_scores
+from experiments.rank_intervals import ranking_section
 from experiments.report_figures import (
     dice_vs_labelled_figure,
     plot_dice_boxplot,
@@ -170,6 +175,8 @@ def write_tables(
     decimals: int = 3,
     alpha: float = 0.05,
     lower_is_better: Iterable[str] = LOWER_IS_BETTER,
+    rank_resamples: int,
+    rank_seed: int,
 ) -> dict[str, Path]:
     """Write every table as Markdown, CSV and LaTeX, and the figures as PNG.
 
@@ -177,7 +184,9 @@ def write_tables(
 
     - ``summary.{md,csv,tex}``: ``summary_table``; Markdown and LaTeX hold one
       table per metric (``summary_grid``), the CSV the tidy frame;
-    - ``ranking.{md,csv,tex}``: ``rank_scores``, one table per task group, and
+    - ``ranking.{md,csv,tex}``: ``rank_scores``, one table per task group, with
+      each rank's ``bootstrap_rank_intervals`` (``rank_low``, ``rank_high``) over
+      ``rank_resamples`` resamples drawn with ``rank_seed``, and
       ``significance.csv``: the per class and metric scores behind them;
     - ``stability.{md,csv,tex}`` when ``stability`` is given (``stability_summary``);
     - ``supervision.{md,csv,tex}`` when ``supervision`` is given
@@ -232,36 +241,20 @@ def write_tables(
     paths["summary.csv"] = out_dir / "summary.csv"
     write("summary.tex", "\n".join(summary_tex))
 
-    scores = significance_scores(results, alpha=alpha, lower_is_better=lower)
-    ranking = ranks_from_scores(scores)
-    ranking_md = [
-        f"## Ranking\n\nPairwise two-sided Wilcoxon signed-rank tests on per-case values "
-        f"(p < {alpha}); significance score: the number of variants significantly worse in "
-        "one class and metric; rank score: its mean over classes and metrics.\n"
-    ]
-    ranking_tex = []
-    for group, table in ranking.groupby("group", sort=False):
-        cells = table.drop(columns="group").set_index(["rank", "variant"])
-        cells.columns = [c.replace("_", " ") for c in cells.columns]
-        ranking_md.append(f"### {group}\n\n{format_markdown(cells, decimals=decimals)}")
-        latex_cells = cells.assign(
-            **{"rank score": [f"{s:.{decimals}f}" for s in cells["rank score"]]}
-        )
-        ranking_tex.append(
-            format_latex(
-                latex_cells,
-                caption=f"{title}: rank score, {group} tasks (pairwise Wilcoxon, p < {alpha}).",
-                label=f"tab:ranking-{group}",
-            )
-        )
-    write("ranking.md", "\n".join(ranking_md))
-    ranking.to_csv(out_dir / "ranking.csv", index=False)
-    scores.to_csv(out_dir / "significance.csv", index=False)
-    paths["ranking.csv"] = out_dir / "ranking.csv"
+    ranking, scores, ranking_md, ranking_tex = ranking_section(
+        results,
+        title=title,
+        decimals=decimals,
+        alpha=alpha,
+        lower_is_better=lower,
+        resamples=rank_resamples,
+        seed=rank_seed,
+    )
+    write_table("ranking", ranking, ranking_md, ranking_tex)
     paths["significance.csv"] = out_dir / "significance.csv"
-    write("ranking.tex", "\n".join(ranking_tex))
+    scores.to_csv(paths["significance.csv"], index=False)
 
-    sections = ["\n".join(summary_md), "\n".join(ranking_md)]
+    sections = ["\n".join(summary_md), ranking_md]
     if stability is not None:
         table = stability_summary(stability)
         text_columns = [c for c in ("task", "variant") if c in table.columns]

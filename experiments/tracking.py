@@ -315,41 +315,6 @@ class RunRecorder(pl.Callback):
         logger.experiment.set_tag(logger.run_id, "tested", "true")
 
 
-class StabilityRecorder(pl.Callback):
-    """Log ``stability/*`` metrics of the run's curves when fitting ends.
-
-    The per-epoch validation Dice (``val/dice_mean``) and training loss are
-    collected as they are logged; ``experiments.stability`` turns them into
-    the loss study's stability numbers.
-    """
-
-    def __init__(self) -> None:
-        self.val_dice: list[float] = []
-        self.train_loss: list[float] = []
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.val_dice.clear()
-        self.train_loss.clear()
-
-    # on_validation_end, not _epoch_end: callbacks' epoch-end hooks run before the
-    # module's, which is where val/dice_mean is logged.
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking and "val/dice_mean" in trainer.callback_metrics:
-            self.val_dice.append(float(trainer.callback_metrics["val/dice_mean"]))
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if "train/loss" in trainer.callback_metrics:
-            self.train_loss.append(float(trainer.callback_metrics["train/loss"]))
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.val_dice or trainer.logger is None:
-            return
-        from experiments.stability import curve_stability
-
-        loss = self.train_loss if len(self.train_loss) == len(self.val_dice) else None
-        trainer.logger.log_metrics(curve_stability(self.val_dice, loss), step=trainer.global_step)
-
-
 def is_curve(metric: str) -> bool:
     """Whether a metric is a per-epoch training or validation curve worth plotting.
 

@@ -15,6 +15,9 @@ from tests.table_data import (
     ordered,
 )
 
+# Few resamples keep the tests fast; tests/test_rank_intervals.py tests the bootstrap.
+BOOTSTRAP = {"rank_resamples": 30, "rank_seed": 0}
+
 
 def test_summary_best_follows_the_same_direction():
     results = cases("multiclass", "vessels", "assd", ordered("A", "B", "C"))
@@ -79,7 +82,9 @@ def test_write_tables_writes_every_file(study, curves, tmp_path):
             "seed": [0, 0, 0],
         }
     )
-    paths = write_tables(study, stability, tmp_path / "report", title="Loss study", curves=curves)
+    paths = write_tables(
+        study, stability, tmp_path / "report", title="Loss study", curves=curves, **BOOTSTRAP
+    )
     expected = {
         f"{table}.{ext}"
         for table in ("summary", "ranking", "stability")
@@ -93,20 +98,28 @@ def test_write_tables_writes_every_file(study, curves, tmp_path):
         assert section in report
     summary_md = paths["summary.md"].read_text()
     assert all(f"| {v} |" in summary_md for v in "ABC")
-    assert "| 1 | A | 1.000 | 4 |" in paths["ranking.md"].read_text()
+    ranking_md = paths["ranking.md"].read_text()
+    assert "| rank | variant | rank score | rank interval | n scores |" in ranking_md
+    assert "| 1 | A | 1.000 | [1, 1] | 4 |" in ranking_md  # A wins on every case
+    assert "95 % bootstrap interval of the rank over 30 resamples of the test cases" in ranking_md
+    assert "& [1, 1] &" in paths["ranking.tex"].read_text()
     stability_md = paths["stability.md"].read_text()
     assert "| multiclass | C | 2 | - |" in stability_md
     assert "seed" not in stability_md
     assert paths["summary.tex"].read_text().count("\\begin{tabular}") == 2  # dice, hd95
+    ranking = pd.read_csv(paths["ranking.csv"])
+    assert list(ranking.columns[-2:]) == ["rank_low", "rank_high"]
+    assert (ranking["rank_low"] <= ranking["rank"]).all()
+    assert (ranking["rank"] <= ranking["rank_high"]).all()
     pd.testing.assert_frame_equal(
-        pd.read_csv(paths["ranking.csv"]), rank_scores(study), check_dtype=False
+        ranking.drop(columns=["rank_low", "rank_high"]), rank_scores(study), check_dtype=False
     )
     for name in ("dice_boxplot.png", "val_curves.png"):
         assert paths[name].read_bytes()[:8] == PNG_MAGIC
 
 
 def test_write_tables_without_stability_or_curves_writes_no_such_files(study, tmp_path):
-    paths = write_tables(study, None, tmp_path, title="t")
+    paths = write_tables(study, None, tmp_path, title="t", **BOOTSTRAP)
     assert not any(name.startswith(("stability", "val_curves")) for name in paths)
     assert not (tmp_path / "stability.md").exists()
     assert "Training stability" not in paths["report.md"].read_text()
@@ -125,6 +138,7 @@ def test_write_tables_adds_label_and_size_tables_and_the_sparsity_plot(condition
         supervision=supervision,
         complexity=complexity,
         sparsity=["full", "sparse_k2"],
+        **BOOTSTRAP,
     )
     for name in ("supervision", "complexity"):
         assert {f"{name}.md", f"{name}.csv", f"{name}.tex"} <= set(paths)
@@ -137,6 +151,8 @@ def test_write_tables_adds_label_and_size_tables_and_the_sparsity_plot(condition
     for condition in ("full", "sparse_k2", "noisy"):
         assert f"### {condition}\n" in paths["ranking.md"].read_text()
     # No weakly supervised variant finished: the tables of what did, without that figure.
-    partial = write_tables(results, None, tmp_path / "partial", title="t", sparsity=["full"])
+    partial = write_tables(
+        results, None, tmp_path / "partial", title="t", sparsity=["full"], **BOOTSTRAP
+    )
     assert "dice_vs_labelled.png" not in partial
     assert "## Summary" in partial["report.md"].read_text()
