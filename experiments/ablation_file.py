@@ -58,8 +58,17 @@ STAGE1 = "stage1."
 # `tables:` keys: the axes that make a row label, the axis that holds the task
 # (binary tasks rank together), the axis whose entries become column groups
 # instead of the task, the column groups plotted against labelled fraction, and
-# the bootstrap of the rank intervals (`experiments.rank_intervals`).
-TABLE_KEYS = ("rows", "task", "columns", "sparsity", "rank_resamples", "rank_seed")
+# the bootstrap of the rank intervals (`experiments.rank_intervals`), and the axis
+# whose entries the stability test compares (`experiments.stability_test`).
+TABLE_KEYS = (
+    "rows",
+    "task",
+    "columns",
+    "sparsity",
+    "rank_resamples",
+    "rank_seed",
+    "stability_axis",
+)
 # The bootstrap's defaults, the only place they are stated: 1000 resamples of the
 # test cases (about 13 s for the 60 variants of the loss study on 2 cores) from seed 0.
 TABLE_DEFAULTS: dict[str, int] = {"rank_resamples": 1000, "rank_seed": 0}
@@ -239,7 +248,8 @@ def _check_tables(path: Path, tables: dict[str, Any], grid: Mapping[str, Any]) -
         raise AblationError(
             f"ablation file {path}: unknown `tables` key(s) {unknown}; known: {list(TABLE_KEYS)}"
         )
-    axes = [*tables.get("rows", []), *[tables[k] for k in ("task", "columns") if k in tables]]
+    named = ("task", "columns", "stability_axis")
+    axes = [*tables.get("rows", []), *[tables[k] for k in named if k in tables]]
     missing = [axis for axis in axes if axis not in grid]
     if missing:
         raise AblationError(

@@ -79,7 +79,15 @@ def collect_results(runner: AblationRunner) -> AblationResults:
                 run_id, "metrics/per_case_metrics.csv", f"{folder}/{run_id}"
             )
             per_case.append(per_case_long(pd.read_csv(local), **keys))
-            stability.append({**keys, **{k: v for k, v in metrics.items() if k.startswith(PREFIX)}})
+            stability.append(
+                {
+                    **keys,
+                    # Axis entries and the seed: the blocks of the steadiest-entry test.
+                    **{f"axis.{axis}": entry for axis, entry in variant.axes.items()},
+                    "seed": run.data.params.get("seed_everything", ""),
+                    **{k: v for k, v in metrics.items() if k.startswith(PREFIX)},
+                }
+            )
             weak = run.data.params.get("data.weak_labels", "None") not in ("None", "[]", "")
             supervision.append(
                 {
@@ -167,6 +175,7 @@ def write_reports(runner: AblationRunner) -> Path:
         sparsity=runner.ablation.tables.get("sparsity"),
         rank_resamples=runner.ablation.tables["rank_resamples"],
         rank_seed=runner.ablation.tables["rank_seed"],
+        stability_axis=runner.ablation.tables.get("stability_axis"),
     )
     if runner.ablation.stage1_config is not None:
         from experiments.cleansing_report import write_cleansing_report

@@ -67,6 +67,7 @@ from experiments.report_figures import (
     plot_dice_boxplot,
     plot_val_curves,
 )
+from experiments.stability_test import most_stable
 from experiments.table_format import (
     MISSING,
     format_count,
@@ -172,6 +173,7 @@ def write_tables(
     supervision: pd.DataFrame | None = None,
     complexity: pd.DataFrame | None = None,
     sparsity: Sequence[str] | None = None,
+    stability_axis: str | None = None,
     decimals: int = 3,
     alpha: float = 0.05,
     lower_is_better: Iterable[str] = LOWER_IS_BETTER,
@@ -188,7 +190,9 @@ def write_tables(
       each rank's ``bootstrap_rank_intervals`` (``rank_low``, ``rank_high``) over
       ``rank_resamples`` resamples drawn with ``rank_seed``, and
       ``significance.csv``: the per class and metric scores behind them;
-    - ``stability.{md,csv,tex}`` when ``stability`` is given (``stability_summary``);
+    - ``stability.{md,csv,tex}`` when ``stability`` is given (``stability_summary``),
+      and ``stability_test.csv`` with a "Steadiest" section when its
+      ``axis.<stability_axis>`` column is there (``experiments.stability_test``);
     - ``supervision.{md,csv,tex}`` when ``supervision`` is given
       (``supervision_table``), ``complexity.{md,csv,tex}`` when ``complexity``
       is given (``complexity_table``);
@@ -269,6 +273,15 @@ def write_tables(
             latex_cells, caption=f"{title}: training stability.", label="tab:stability"
         )
         sections.append(write_table("stability", table, markdown, latex))
+        if stability_axis and f"axis.{stability_axis}" in stability.columns:
+            ranked, sentence = most_stable(stability, f"axis.{stability_axis}")
+            ranked = ranked.rename(columns={f"axis.{stability_axis}": stability_axis})
+            ranked.to_csv(out_dir / "stability_test.csv", index=False)
+            paths["stability_test.csv"] = out_dir / "stability_test.csv"
+            sections.append(
+                f"### Steadiest {stability_axis}\n\n{sentence}\n\n"
+                f"{format_markdown(ranked.set_index(stability_axis), decimals=decimals)}"
+            )
 
     if supervision is not None:
         table = supervision_table(supervision)
