@@ -17,7 +17,7 @@ LAUNCHER ?= local
 DATA_DEPS := $(if $(filter $(PHANTOM)/manifest.csv,$(DATA)),$(PHANTOM)/dataset.yaml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser test lint demo ablation-losses ablation-skips ablation-cleansing ablation-pseudo ui clean
+.PHONY: help install browser test lint bench demo ablation-losses ablation-skips ablation-cleansing ablation-pseudo ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ test: install browser ## ruff, then the test suite (the MLflow UI test in headle
 
 lint: install ## ruff only
 	$(BIN)/ruff check .
+
+# The benchmarks measure the phantom whatever DATA says: their figures compare like with like.
+bench: install $(PHANTOM)/dataset.yaml ## against a hand-written loop and MONAI: one table in reports/bench/ (about 10 min)
+	$(BIN)/python -m benchmarks.run_all
 
 $(PHANTOM)/dataset.yaml: | install
 	$(BIN)/versaseg phantom --subjects 12 --out $(PHANTOM) --seed 0

@@ -38,15 +38,17 @@ def column_group(ablation: Ablation, variant: Variant, run: mlflow.entities.Run)
 class AblationResults:
     """What the tables are made of, as long frames for ``experiments.tables``.
 
-    ``results``: per-case metrics; ``stability``: one row of ``stability/*`` per
-    run; ``curves``: validation Dice and training loss per epoch; ``supervision``:
-    one row per run: ``weak_labels`` (whether it trained on weak labels) and its
-    ``weak_label/*``; ``complexity``: one row of network
+    ``results``: per-case metrics, averaged over seeds; ``seeded_results``: the
+    same per seed (a ``seed`` column), for the rank bootstrap; ``stability``: one
+    row of ``stability/*`` per run; ``curves``: validation Dice and training loss
+    per epoch; ``supervision``: one row per run: ``weak_labels`` (whether it
+    trained on weak labels) and its ``weak_label/*``; ``complexity``: one row of network
     parameters and multiply-adds per run. Each carries ``variant`` and ``task``
     (the column group).
     """
 
     results: Any
+    seeded_results: Any
     stability: Any
     curves: Any
     supervision: Any
@@ -78,13 +80,14 @@ def collect_results(runner: AblationRunner) -> AblationResults:
             local = runner.runs.client.download_artifacts(
                 run_id, "metrics/per_case_metrics.csv", f"{folder}/{run_id}"
             )
-            per_case.append(per_case_long(pd.read_csv(local), **keys))
+            seed = run.data.params.get("seed_everything", "")
+            per_case.append(per_case_long(pd.read_csv(local), **keys).assign(seed=seed))
             stability.append(
                 {
                     **keys,
                     # Axis entries and the seed: the blocks of the steadiest-entry test.
                     **{f"axis.{axis}": entry for axis, entry in variant.axes.items()},
-                    "seed": run.data.params.get("seed_everything", ""),
+                    "seed": seed,
                     **{k: v for k, v in metrics.items() if k.startswith(PREFIX)},
                 }
             )
@@ -105,15 +108,16 @@ def collect_results(runner: AblationRunner) -> AblationResults:
         raise AblationError(
             f"ablation {runner.ablation.name}: no finished runs for this profile and data yet"
         )
-    results = pd.concat(per_case, ignore_index=True)
+    seeded = pd.concat(per_case, ignore_index=True)
     # Seeds of one variant share a row label: average them per case.
     keys = ["variant", "task", "subject", "class", "metric"]
-    results = results.groupby(keys, sort=False, as_index=False)["value"].mean()
+    results = seeded.groupby(keys, sort=False, as_index=False)["value"].mean()
     curves = pd.DataFrame(curves)
     if not curves.empty:
         curves = curves.groupby(["variant", "task", "epoch"], sort=False, as_index=False).mean()
     return AblationResults(
         results,
+        seeded,
         pd.DataFrame(stability),
         curves,
         pd.DataFrame(supervision),
@@ -175,6 +179,7 @@ def write_reports(runner: AblationRunner) -> Path:
         sparsity=runner.ablation.tables.get("sparsity"),
         rank_resamples=runner.ablation.tables["rank_resamples"],
         rank_seed=runner.ablation.tables["rank_seed"],
+        seeded_results=collected.seeded_results,
         stability_axis=runner.ablation.tables.get("stability_axis"),
     )
     if runner.ablation.stage1_config is not None:

@@ -138,8 +138,13 @@ def ranking_section(
     lower_is_better: Iterable[str],
     resamples: int,
     seed: int,
+    seeded: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str, str]:
     """The ranking of a report: ``rank_scores`` with their bootstrap intervals.
+
+    The ranks come from ``results``; the intervals from ``seeded`` where given:
+    the same cases per seed (a ``seed`` column), so that the bootstrap also
+    redraws the seeds when there are several.
 
     Returns:
         The ranking (``ranks_from_scores`` plus ``rank_low`` and ``rank_high``), the
@@ -149,8 +154,14 @@ def ranking_section(
     lower = tuple(lower_is_better)
     scores = significance_scores(results, alpha=alpha, lower_is_better=lower)
     intervals = bootstrap_rank_intervals(
-        results, resamples=resamples, seed=seed, alpha=alpha, lower_is_better=lower
+        results if seeded is None else seeded,
+        resamples=resamples,
+        seed=seed,
+        alpha=alpha,
+        lower_is_better=lower,
     )
+    several_seeds = seeded is not None and seeded["seed"].nunique() > 1
+    redrawn = "the test cases and the seeds" if several_seeds else "the test cases"
     ranking = ranks_from_scores(scores).merge(intervals, on=["group", "variant"], how="left")
     # A variant no resample ranked (too few subjects) has no interval, not a float one.
     ranking = ranking.astype({"rank_low": "Int64", "rank_high": "Int64"})
@@ -159,7 +170,7 @@ def ranking_section(
         f"(p < {alpha}); significance score: the number of variants significantly worse in "
         "one class and metric; rank score: its mean over classes and metrics; rank interval: "
         f"the {LEVEL * 100:g} % bootstrap interval of the rank over {resamples} resamples of "
-        "the test cases.\n"
+        f"{redrawn}.\n"
     ]
     latex = []
     for group, table in ranking.groupby("group", sort=False):

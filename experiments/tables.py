@@ -179,6 +179,7 @@ def write_tables(
     lower_is_better: Iterable[str] = LOWER_IS_BETTER,
     rank_resamples: int,
     rank_seed: int,
+    seeded_results: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write every table as Markdown, CSV and LaTeX, and the figures as PNG.
 
@@ -188,7 +189,8 @@ def write_tables(
       table per metric (``summary_grid``), the CSV the tidy frame;
     - ``ranking.{md,csv,tex}``: ``rank_scores``, one table per task group, with
       each rank's ``bootstrap_rank_intervals`` (``rank_low``, ``rank_high``) over
-      ``rank_resamples`` resamples drawn with ``rank_seed``, and
+      ``rank_resamples`` resamples drawn with ``rank_seed`` (of the test cases,
+      and of the seeds of ``seeded_results`` where it has several), and
       ``significance.csv``: the per class and metric scores behind them;
     - ``stability.{md,csv,tex}`` when ``stability`` is given (``stability_summary``),
       and ``stability_test.csv`` with a "Steadiest" section when its
@@ -253,6 +255,7 @@ def write_tables(
         lower_is_better=lower,
         resamples=rank_resamples,
         seed=rank_seed,
+        seeded=seeded_results,
     )
     write_table("ranking", ranking, ranking_md, ranking_tex)
     paths["significance.csv"] = out_dir / "significance.csv"

@@ -14,6 +14,7 @@ from scipy.stats import wilcoxon
 from experiments.ablation_file import TABLE_DEFAULTS, AblationError, load_ablation
 from experiments.rank_intervals import bootstrap_rank_intervals
 from experiments.ranking import _compare, rank_scores
+from experiments.tables import write_tables
 from tests.conftest import BASELINE
 from tests.table_data import BASE, cases
 
@@ -172,3 +173,30 @@ def test_the_fast_wilcoxon_decides_as_scipy(kind):
             signs, pairs = _compare(a, b, alpha)
             assert list(signs) == [s if p < alpha else 0 for p, s in expected], (size, alpha)
             assert list(pairs) == list((~(np.isnan(a) | np.isnan(b))).sum(axis=0))
+
+
+def test_the_report_draws_seeds_where_there_are_several(tmp_path):
+    # Averaged over its two seeds A wins every case; per seed, the draws of seed 1
+    # alone rank B first, so the report's interval must say [1, 2].
+    seeds = [
+        cases("multiclass", "vessels", "dice", {"A": list(BASE + 0.3), "B": list(BASE)}),
+        cases("multiclass", "vessels", "dice", {"A": list(BASE - 0.1), "B": list(BASE)}),
+    ]
+    seeded = pd.concat([s.assign(seed=i) for i, s in enumerate(seeds)], ignore_index=True)
+    keys = ["variant", "task", "subject", "class", "metric"]
+    averaged = seeded.groupby(keys, sort=False, as_index=False)["value"].mean()
+
+    def report(folder: Path, **seeds) -> tuple[dict, str]:
+        paths = write_tables(
+            averaged, None, folder, title="t", rank_resamples=100, rank_seed=0, **seeds
+        )
+        ranking = pd.read_csv(paths["ranking.csv"])
+        found = {v: [lo, hi] for v, lo, hi in ranking[["variant", "rank_low", "rank_high"]].values}
+        return found, paths["ranking.md"].read_text()
+
+    by_case, text = report(tmp_path / "cases")
+    assert by_case == {"A": [1, 1], "B": [2, 2]}
+    assert "resamples of the test cases." in text
+    by_seed, text = report(tmp_path / "seeds", seeded_results=seeded)
+    assert by_seed == {"A": [1, 2], "B": [1, 2]}
+    assert "resamples of the test cases and the seeds." in text
