@@ -46,6 +46,7 @@ from lightning_modules.callbacks import NiftiPredictionWriter
 from lightning_modules.feature_maps import FeatureMapSnapshots
 from lightning_modules.metrics import METRICS
 from lightning_modules.performance import PerformanceRecorder
+from lightning_modules.postprocessing import choice_text
 
 
 class ConfigError(ValueError):
@@ -192,6 +193,10 @@ class VersasegCLI(LightningCLI):
         if results is not None and "class" in results:
             print("\nTest metrics per class (mean ± std over cases; HD95 and ASSD in mm):")
             print(summary_table(results).to_string())
+            keep_largest = getattr(self.model, "applied_keep_largest", None)
+            if keep_largest is not None:
+                names = choice_text(keep_largest)
+                print(f"Post-processing, largest connected component kept: {names}")
         elif results is not None:  # an image-to-image module: one row per case
             print("\nTest metrics per case:")
             print(results.to_string(index=False, float_format="%.4f"))

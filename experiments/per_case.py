@@ -25,17 +25,22 @@ COLUMNS: tuple[str, ...] = ("variant", "task", "subject", "class", "metric", "va
 LOWER_IS_BETTER: tuple[str, ...] = ("hd95", "assd")
 # One table cell (and one significance comparison): a task, a class and a metric.
 CELL_KEYS: tuple[str, ...] = ("task", "class", "metric")
+# lightning_modules.postprocessing.RAW_SUFFIX, not imported: the tables need no torch.
+RAW_SUFFIX = "_raw"
 
 
 def per_case_long(per_case: pd.DataFrame, *, variant: str, task: str) -> pd.DataFrame:
     """A run's per-case CSV (``subject``, ``class``, one column per metric) -> long rows.
 
-    Every numeric column other than ``subject`` and ``class`` is taken as a metric.
+    Every numeric column other than ``subject`` and ``class`` is taken as a metric, but
+    for the ``*_raw`` ones: metrics before post-processing, shown by the run, not ranked.
     """
     metrics = [
         c
         for c in per_case.columns
-        if c not in ("subject", "class") and pd.api.types.is_numeric_dtype(per_case[c])
+        if c not in ("subject", "class")
+        and not c.endswith(RAW_SUFFIX)
+        and pd.api.types.is_numeric_dtype(per_case[c])
     ]
     long = per_case.melt(
         id_vars=["subject", "class"], value_vars=metrics, var_name="metric", value_name="value"

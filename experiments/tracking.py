@@ -9,7 +9,8 @@
 - ``RunRecorder``: logs the network's size (``model/parameters``, ``model/macs``
   of one training patch) and how weak the training labels are (``weak_label/*``),
   keeps the error on a failed run, marks interrupts KILLED, and logs the test
-  outputs (per-case CSV, prediction PNG).
+  outputs (per-case CSV, prediction PNG) and the post-processing they used
+  (param ``postprocessing.keep_largest``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ COMPLEXITY = ("parameters", "macs")
 CHECKPOINT_TAG = "checkpoint_dir"
 # Config entries that name files rather than settings: not params.
 NOT_PARAMS = ("ckpt_path", "config")
+# The classes a test kept the largest component of (lightning_modules.postprocessing).
+KEEP_LARGEST_PARAM = "postprocessing.keep_largest"
 
 
 def default_tracking_uri() -> str:
@@ -288,6 +291,9 @@ class RunRecorder(pl.Callback):
         if results is not None and "subject" in results:
             cases = results["subject"].nunique()
         logger.experiment.set_tag(logger.run_id, NOTE_TAG, with_headline(note, metrics, cases))
+        keep_largest = getattr(pl_module, "applied_keep_largest", None)
+        if keep_largest is not None:
+            record_keep_largest(logger, keep_largest)
         if results is None:
             return
         from experiments.figures import prediction_figure
@@ -313,6 +319,22 @@ class RunRecorder(pl.Callback):
                 logger.experiment.log_artifact(logger.run_id, str(arrays), "figures")
         # Marks a run whose test results are complete (fit alone also ends FINISHED).
         logger.experiment.set_tag(logger.run_id, "tested", "true")
+
+
+def record_keep_largest(logger: MLFlowLogger, names: tuple[str, ...]) -> None:
+    """Log the post-processed classes as the param ``postprocessing.keep_largest``.
+
+    MLflow params are immutable: a run tested again with another choice (another
+    checkpoint) keeps its first param and gets the new choice as a tag of that name.
+    """
+    from lightning_modules.postprocessing import choice_text
+
+    value = choice_text(names)
+    logged = logger.experiment.get_run(logger.run_id).data.params.get(KEEP_LARGEST_PARAM)
+    if logged is None:
+        logger.experiment.log_param(logger.run_id, KEEP_LARGEST_PARAM, value)
+    elif logged != value:
+        logger.experiment.set_tag(logger.run_id, KEEP_LARGEST_PARAM, value)
 
 
 def is_curve(metric: str) -> bool:

@@ -2,7 +2,10 @@
 
 Training runs on patches; validation and test segment whole volumes patch by
 patch (``lightning_modules.inference.predict_volume``) so that Dice, HD95 and ASSD are
-measured on complete cases, the way the report's tables are.
+measured on complete cases, the way the report's tables are. With ``postprocessing``,
+each validation epoch chooses the classes whose largest connected component alone
+scores at least as well (``lightning_modules.postprocessing``); the checkpoint keeps
+that choice and test and predict apply it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,13 @@ from lightning_modules.inference import predict_volume
 from lightning_modules.losses import WEIGHTINGS, LossWeighting, build_loss
 from lightning_modules.metrics import METRICS, case_metrics, dice_per_class
 from lightning_modules.networks import build_network
+from lightning_modules.postprocessing import (
+    RAW_SUFFIX,
+    case_dice,
+    choose_from_dice,
+    keep_largest_component,
+    with_raw_metrics,
+)
 
 
 class SegmentationModule(pl.LightningModule):
@@ -42,6 +52,8 @@ class SegmentationModule(pl.LightningModule):
             gives whole slices in 2D and the whole volume in 3D.
         inference_overlap: in-plane overlap of inference patches, in voxels.
         inference_batch_size: patches per forward pass at inference.
+        postprocessing: choose on the validation cases which classes keep only their
+            largest connected component, and apply that choice in test and predict.
     """
 
     def __init__(
@@ -60,6 +72,7 @@ class SegmentationModule(pl.LightningModule):
         inference_patch_size: Sequence[int] | None = None,
         inference_overlap: int = 0,
         inference_batch_size: int = 32,
+        postprocessing: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -76,7 +89,11 @@ class SegmentationModule(pl.LightningModule):
         self.inference_patch_size = inference_patch_size
         self.inference_overlap = inference_overlap
         self.inference_batch_size = inference_batch_size
-        self._val_dice: list[tuple[str, torch.Tensor]] = []  # (subject, Dice per class)
+        self.postprocessing = postprocessing
+        # Class names whose largest component alone is kept, as the last validation chose.
+        self.keep_largest: tuple[str, ...] = ()
+        # (subject, Dice per class, Dice after keep-largest or None without post-processing)
+        self._val_dice: list[tuple[str, torch.Tensor, torch.Tensor | None]] = []
         self._test_rows: list[pd.DataFrame] = []
         self.test_results: pd.DataFrame | None = None
         self.test_example: dict[str, Any] | None = None
@@ -179,18 +196,51 @@ class SegmentationModule(pl.LightningModule):
         label = batch["label"][0]
         loss = self.loss(logits.unsqueeze(0), label.unsqueeze(0), distance=batch.get("distance"))
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=1)
-        dice = dice_per_class(logits.argmax(0), label, len(self.class_names))
-        self._val_dice.append((batch["subject"], dice.cpu()))
+        prediction, num_classes = logits.argmax(0), len(self.class_names)
+        if self.postprocessing:
+            # Dice with and without keep-largest, not the volumes: what the choice needs
+            # is small enough to keep for every case and to gather across DDP ranks.
+            dice, processed = (d.cpu() for d in case_dice(prediction, label, num_classes))
+        else:
+            dice, processed = dice_per_class(prediction, label, num_classes).cpu(), None
+        self._val_dice.append((batch["subject"], dice, processed))
 
     def on_validation_epoch_end(self) -> None:
         cases = gather_cases(self, self._val_dice, key=lambda case: case[0])  # all DDP ranks'
         self._val_dice.clear()
         if not cases:
             return
-        mean_dice = torch.stack([dice for _, dice in cases]).mean(0)
+        raw = torch.stack([dice for _, dice, _ in cases])
+        mean_dice = raw.mean(0)
         for name, value in zip(self.structures, mean_dice, strict=True):
             self.log(f"val/dice_{name}", value)
         self.log("val/dice_mean", mean_dice.mean(), prog_bar=True)
+        if self.postprocessing:
+            chosen = choose_from_dice(raw, torch.stack([processed for *_, processed in cases]))
+            self.keep_largest = tuple(self.class_names[c] for c in chosen)
+            for index, name in enumerate(self.structures, start=1):
+                self.log(f"postprocessing/keep_largest_{name}", float(index in chosen))
+
+    @property
+    def applied_keep_largest(self) -> tuple[str, ...]:
+        """The classes test and predict post-process: ``keep_largest``, if post-processing."""
+        return self.keep_largest if self.postprocessing else ()
+
+    def _keep_largest_classes(self) -> tuple[int, ...]:
+        return tuple(self.class_names.index(name) for name in self.applied_keep_largest)
+
+    def postprocess(self, prediction: torch.Tensor) -> torch.Tensor:
+        """Class indices ``(H, W, D)`` with the chosen classes cut to their largest component."""
+        classes = self._keep_largest_classes()
+        return keep_largest_component(prediction, classes) if classes else prediction
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The best checkpoint carries the choice made at its own validation.
+        checkpoint["keep_largest"] = list(self.keep_largest)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A checkpoint from before post-processing existed has no choice: none applies.
+        self.keep_largest = tuple(checkpoint.get("keep_largest", ()))
 
     # ------------------------------------------------------------------- test
     def on_test_epoch_start(self) -> None:
@@ -200,10 +250,11 @@ class SegmentationModule(pl.LightningModule):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         image, label = batch["image"][0], batch["label"][0]
-        prediction = self.segment(image).argmax(0)
-        rows = case_metrics(
-            prediction.cpu(), label.cpu(), class_names=self.class_names, spacing=batch["spacing"]
-        )
+        raw = self.segment(image).argmax(0).cpu()
+        prediction, label = self.postprocess(raw), label.cpu()
+        options = {"class_names": self.class_names, "spacing": batch["spacing"]}
+        rows = case_metrics(prediction, label, **options)
+        rows = with_raw_metrics(rows, raw, label, classes=self._keep_largest_classes(), **options)
         rows.insert(0, "subject", batch["subject"])
         self._test_rows.append(rows)
         if self.test_example is None:
@@ -224,11 +275,15 @@ class SegmentationModule(pl.LightningModule):
             for name in self.structures:
                 self.log(f"test/{metric}_{name}", float(means.loc[name, metric]))
         self.log("test/dice_mean", float(means["dice"].mean()))
+        # Before post-processing: equal to test/hd95_<name> for a class not post-processed.
+        raw_hd95 = results.groupby("class", sort=False)["hd95" + RAW_SUFFIX].mean()
+        for name in self.structures:
+            self.log(f"test/hd95{RAW_SUFFIX}_{name}", float(raw_hd95.loc[name]))
 
     # ---------------------------------------------------------------- predict
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Class indices ``(H, W, D)`` of one volume, with what a writer needs."""
-        prediction = self.segment(batch["image"][0]).argmax(0)
+        prediction = self.postprocess(self.segment(batch["image"][0]).argmax(0))
         return {
             "subject": batch["subject"],
             "prediction": prediction.cpu(),

@@ -58,6 +58,10 @@ def test_fit_then_test_leaves_a_finished_run_with_everything(in_tmp, phantom_man
     assert params["model.init_args.network"] == "unet"
     assert params["trainer.max_epochs"] == "1"  # from the smoke profile
     assert params["seed_everything"] == "42"
+    # Post-processing: the classes the best checkpoint's validation chose, or none.
+    assert params["model.init_args.postprocessing"] == "True"
+    keep_largest = params["postprocessing.keep_largest"]
+    assert keep_largest == "none" or set(keep_largest.split(",")) <= set(STRUCTURES)
 
     tags = run.data.tags
     assert tags["thread"] == "baseline"
@@ -70,8 +74,12 @@ def test_fit_then_test_leaves_a_finished_run_with_everything(in_tmp, phantom_man
     for name in STRUCTURES:
         expected |= {f"val/dice_{name}", f"test/dice_{name}", f"test/hd95_{name}"}
         expected.add(f"test/assd_{name}")
+        expected |= {f"postprocessing/keep_largest_{name}", f"test/hd95_raw_{name}"}
     assert expected <= set(metrics)
     assert 0.0 <= metrics["test/dice_cerebrum"] <= 1.0
+    chosen = {name for name in STRUCTURES if metrics[f"postprocessing/keep_largest_{name}"]}
+    assert all(metrics[f"postprocessing/keep_largest_{name}"] in (0.0, 1.0) for name in STRUCTURES)
+    assert chosen == (set() if keep_largest == "none" else set(keep_largest.split(",")))
     # Two smoke steps, so the probe ran after each: the curve is reached in epochs.
     assert metrics["stability/epochs_to_95pct"] in (0.5, 1.0)
     probes = mlflow.MlflowClient(default_tracking_uri()).get_metric_history(
@@ -96,13 +104,14 @@ def test_fit_then_test_leaves_a_finished_run_with_everything(in_tmp, phantom_man
         )
     )
     per_case = pd.read_csv(local)
-    assert list(per_case.columns) == ["subject", "class", *METRICS]
+    assert list(per_case.columns) == ["subject", "class", *METRICS, "dice_raw", "hd95_raw"]
     assert list(per_case["class"]) == list(STRUCTURES)
     assert per_case["dice"].mean() == pytest.approx(
         np.mean([metrics[f"test/dice_{name}"] for name in STRUCTURES])
     )
     printed = capsys.readouterr().out
     assert "Test metrics per class" in printed
+    assert f"largest connected component kept: {keep_largest}" in printed
     assert run.info.run_id in printed
 
 
