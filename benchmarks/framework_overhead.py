@@ -10,7 +10,7 @@ neither loads data. Blocks of steps take turns; a step's time is the interval be
 the starts of consecutive steps, so that Lightning's work between steps (hooks, logging,
 its loops) counts. Goal: the median step at most 1.05x the hand-written loop's.
 
-Run: .venv/bin/python benchmarks/framework_overhead.py [--blocks 8] [--steps 12] [--tiny]
+Run: .venv/bin/python benchmarks/framework_overhead.py [--blocks 6] [--steps 10] [--tiny]
 """
 
 from __future__ import annotations
@@ -159,12 +159,12 @@ def options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options; ``--tiny`` sets small defaults for a check that the script runs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", help="sizes (default quick; smoke with --tiny)")
-    parser.add_argument("--blocks", type=int, help="blocks per side, taking turns (default 8)")
-    parser.add_argument("--steps", type=int, help="steps per block (default 12)")
+    parser.add_argument("--blocks", type=int, help="blocks per side, taking turns (default 6)")
+    parser.add_argument("--steps", type=int, help="steps per block (default 10)")
     return parse_options(
         parser,
         argv,
-        full={"profile": "quick", "blocks": 8, "steps": 12},
+        full={"profile": "quick", "blocks": 6, "steps": 10},
         tiny={"profile": "smoke", "blocks": 2, "steps": 4},
     )
 

@@ -14,8 +14,8 @@ machine and each part's seconds, and writes it to ``reports/bench/bench.md`` and
 ``bench.csv``. A benchmark that fails gets a row saying so; the others still run, and
 the exit status is then 1. A goal not met is a finding, not a failure.
 
-Estimated at full size on the 2-core development machine: about 30 + 100 + 30 + 290
-+ 60 s, under 10 minutes in all.
+At full size on the 2-core development machine, nothing else running: about
+60 + 90 + 25 + 300 + 65 s, under 10 minutes in all (``docs/performance.md``).
 
 Run: .venv/bin/python benchmarks/run_all.py [--tiny] [--out reports/bench]
 """
