@@ -2,7 +2,7 @@
 
 Usage::
 
-    versaseg phantom --subjects 12 --out data/phantom --seed 0
+    versaseg phantom --subjects 12 --out data/phantom --seed 0 [--distractors 4]
     versaseg ixi SOURCE --out data/ixi [--channels T2 MRA] [--reference T2] [--download]
     versaseg fit --config experiments/configs/baseline.yaml [--profile smoke|quick|paper]
                  [--data.manifest CSV] [--trainer.max_epochs N] [--test_after_fit true]
@@ -73,9 +73,19 @@ def phantom_main(args: Sequence[str]) -> None:
     parser.add_argument(
         "--spacing", type=float, nargs=3, default=(2.0, 2.0, 2.0), metavar=("SX", "SY", "SZ")
     )
+    parser.add_argument(
+        "--distractors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="blobs of brain-like tissue outside the skull per subject, labelled background "
+        "(a harder phantom; default 0)",
+    )
     options = parser.parse_args(args)
     if options.subjects < 1:
         parser.error(f"--subjects must be at least 1, got {options.subjects}")
+    if options.distractors < 0:
+        parser.error(f"--distractors must be at least 0, got {options.distractors}")
     try:
         validated_geometry(options.shape, options.spacing)
     except ValueError as error:
@@ -91,6 +101,7 @@ def phantom_main(args: Sequence[str]) -> None:
         seed=options.seed,
         shape=tuple(options.shape),
         spacing=tuple(options.spacing),
+        distractors=options.distractors,
         progress=progress,
     )
     print(f"phantom: manifest written to {manifest}")

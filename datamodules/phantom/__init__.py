@@ -15,6 +15,7 @@ deformed coordinate grid. One module per concept:
 - `geometry`: grid checks, the affine and each subject's template coordinates.
 - `vessels`: the vessel tree, its per-subject sampling and rasterisation.
 - `tissues`: tissue and label maps.
+- `distractors`: opt-in blobs of brain-like tissue outside the skull, labelled background.
 - `contrast`: the two contrasts' intensity models and rendering.
 - `writer`: one subject's arrays, and a cohort on disk (NIfTI, manifest, description).
 
@@ -32,6 +33,7 @@ from datamodules.phantom.contrast import CHANNELS
 from datamodules.phantom.geometry import DEFAULT_SHAPE, DEFAULT_SPACING, phantom_affine
 from datamodules.phantom.writer import (
     DESCRIPTION,
+    DISTRACTOR_KEY,
     LABEL_FILE,
     MANIFEST_NAME,
     SUBJECT_ID_FORMAT,
@@ -45,6 +47,7 @@ __all__ = [
     "DEFAULT_SHAPE",
     "DEFAULT_SPACING",
     "DESCRIPTION",
+    "DISTRACTOR_KEY",
     "LABEL_FILE",
     "MANIFEST_NAME",
     "SUBJECT_ID_FORMAT",

@@ -30,11 +30,14 @@ class Tissue(IntEnum):
     WHITE_MATTER = 5
     CEREBELLUM = 6
     BRAINSTEM = 7
+    # Extracranial soft tissue of brain-like intensity (eye and neck muscles): the opt-in
+    # distractors. Last, so that the head's tissues keep their values.
+    MUSCLE = 8
 
 
-# Label of each tissue (indexed by `Tissue`); CSF, skull and scalp are background. Vessels (4)
-# are not a tissue: they override this map wherever they run.
-TISSUE_LABEL = np.array([0, 0, 0, 0, 1, 1, 2, 3], dtype=np.uint8)
+# Label of each tissue (indexed by `Tissue`); CSF, skull, scalp and muscle are background.
+# Vessels (4) are not a tissue: they override this map wherever they run.
+TISSUE_LABEL = np.array([0, 0, 0, 0, 1, 1, 2, 3, 0], dtype=np.uint8)
 VESSEL_LABEL = 4
 # Structure name of each label value of the label maps (0 is background).
 CLASS_NAMES: dict[int, str] = {1: "cerebrum", 2: "cerebellum", 3: "brainstem", 4: "vessels"}
@@ -122,3 +125,22 @@ class SubjectVariability:
 
 
 VARIABILITY = SubjectVariability()
+
+
+@dataclass(frozen=True)
+class DistractorShape:
+    """Opt-in distractors: blobs of brain-like soft tissue outside the skull, labelled background.
+
+    Real heads hold tissue that looks like brain in both contrasts (extraocular and neck muscles,
+    soft tissue of the face) and draws scattered false positives far from the brain, which the
+    plain phantom lacks. Each blob is an ellipsoid, roughened like the brain, placed at random
+    where scalp or bone leaves room for it: in this phantom mostly the face, skull base and neck.
+    """
+
+    radius_mm: tuple[float, float] = (6.0, 15.0)  # longest semi-axis: a small gyrus
+    aspect: tuple[float, float] = (0.6, 1.0)  # the other two semi-axes, relative to the longest
+    brain_clearance_mm: float = 4.0  # from labelled tissue: false positives far from the brain
+    vessel_clearance_mm: float = 2.0  # off vessels, whose label and signal would override it
+
+
+DISTRACTORS = DistractorShape()

@@ -62,6 +62,7 @@ CISTERNOGRAPHY = ContrastModel(
         Tissue.WHITE_MATTER: 0.26,
         Tissue.CEREBELLUM: 0.34,
         Tissue.BRAINSTEM: 0.28,
+        Tissue.MUSCLE: 0.32,  # between white and grey matter: a distractor
     },
     vessel_darkening={
         Tissue.BACKGROUND: 0.0,
@@ -72,6 +73,7 @@ CISTERNOGRAPHY = ContrastModel(
         Tissue.WHITE_MATTER: 0.2,
         Tissue.CEREBELLUM: 0.2,
         Tissue.BRAINSTEM: 0.2,
+        Tissue.MUSCLE: 0.2,
     },
 )
 
@@ -87,11 +89,16 @@ ANGIOGRAPHY = ContrastModel(
         Tissue.WHITE_MATTER: 0.19,
         Tissue.CEREBELLUM: 0.17,
         Tissue.BRAINSTEM: 0.18,
+        Tissue.MUSCLE: 0.18,  # between grey and white matter: a distractor
     },
     vessel_darkening=dict.fromkeys(Tissue, 0.0),
     vessel_brightness=1.0,
     vessel_min_brightness=0.6,
 )
+
+# Tissues that take another's jitter instead of drawing their own: distractors stay as brain-like
+# as the subject's own grey matter, and a phantom without them draws the same numbers as before.
+JITTER_FOLLOWS: Mapping[Tissue, Tissue] = MappingProxyType({Tissue.MUSCLE: Tissue.GREY_MATTER})
 
 CONTRASTS: dict[str, ContrastModel] = {
     "cisternography": CISTERNOGRAPHY,
@@ -104,7 +111,12 @@ def _jittered_lookup(
 ) -> np.ndarray:
     """Return the per-tissue intensities as a lookup table, each scaled by a few % at random."""
     table = np.array([values[t] for t in Tissue], dtype=np.float32)
-    return table * (1 + rng.normal(0.0, jitter, len(table))).astype(np.float32)
+    own = [t for t in Tissue if t not in JITTER_FOLLOWS]
+    scale = np.ones(len(table), dtype=np.float32)
+    scale[own] = (1 + rng.normal(0.0, jitter, len(own))).astype(np.float32)
+    for follower, leader in JITTER_FOLLOWS.items():
+        scale[follower] = scale[leader]
+    return table * scale
 
 
 def render_contrast(

@@ -1,0 +1,108 @@
+"""Opt-in distractors: blobs of brain-like tissue outside the skull, labelled background.
+
+On real head MRI a segmentation network's worst errors are scattered false positives far from
+the brain, on tissue that looks like brain in both contrasts; these blobs give the phantom such
+tissue (see `datamodules.phantom.anatomy.DistractorShape`). They only replace scalp and bone, so
+every labelled structure, the CSF and the vessels stay exactly as they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from datamodules.phantom.anatomy import TISSUE_LABEL, DistractorShape, Tissue
+from datamodules.phantom.shapes import Ellipsoid
+from datamodules.phantom.vessels import VesselField
+
+# Tissues a distractor may replace: outside the brain and its CSF, inside the head.
+HOST_TISSUES = (Tissue.SCALP, Tissue.SKULL)
+
+
+def distractor_rng(rng: np.random.Generator) -> np.random.Generator:
+    """Return the distractors' generator: the subject's stream jumped far ahead.
+
+    Jumping reads the subject's generator without advancing it, so that a subject with
+    distractors has the same anatomy, intensities and noise as without them, yet all its
+    randomness still comes from the subject's seed.
+    """
+    return np.random.Generator(rng.bit_generator.jumped())
+
+
+def _host_mask(
+    tissue: np.ndarray, vessels: VesselField, voxel_mm: np.ndarray, shape: DistractorShape
+) -> np.ndarray:
+    """Return where a distractor may lie: scalp or bone clear of brain and vessels, in view."""
+    brain_distance = ndimage.distance_transform_edt(TISSUE_LABEL[tissue] == 0, sampling=voxel_mm)
+    host = (
+        np.isin(tissue, HOST_TISSUES)
+        & (brain_distance > shape.brain_clearance_mm)
+        & (vessels.surface > shape.vessel_clearance_mm)
+    )
+    # The grid's faces count as walls, so that blobs are seen whole rather than cut off.
+    for axis in range(host.ndim):
+        index = [slice(None)] * host.ndim
+        index[axis] = [0, -1]
+        host[tuple(index)] = False
+    return host
+
+
+def _sample_blob(
+    rng: np.random.Generator,
+    coords: Sequence[np.ndarray],
+    depth: np.ndarray,
+    shape: DistractorShape,
+) -> Ellipsoid:
+    """Draw one blob: a radius, then a centre at least that deep inside the free host tissue."""
+    radius = min(rng.uniform(*shape.radius_mm), float(depth.max()))
+    candidates = np.flatnonzero(depth >= radius)
+    centre = candidates[rng.integers(len(candidates))]
+    semi_axes = radius * np.concatenate([[1.0], rng.uniform(*shape.aspect, size=2)])
+    return Ellipsoid(
+        tuple(float(c.flat[centre]) for c in coords),
+        tuple(float(a) for a in rng.permutation(semi_axes)),
+    )
+
+
+def distractor_mask(
+    rng: np.random.Generator,
+    coords: Sequence[np.ndarray],
+    tissue: np.ndarray,
+    vessels: VesselField,
+    roughness: np.ndarray,
+    *,
+    count: int,
+    voxel_mm: np.ndarray,
+    shape: DistractorShape,
+) -> np.ndarray:
+    """Return the voxels of `count` separate blobs placed at random in the scalp and bone.
+
+    Blobs are placed one by one where the free host tissue is deep enough for them (a distance
+    transform in template mm), so that they rarely touch its borders, and are clipped to it so
+    that they never cover anything else. Where there is too little room (coarse grids) a blob
+    shrinks to what fits; where there is none it is left out.
+
+    Args:
+        rng: the distractors' generator (`distractor_rng`).
+        coords: template coordinates (mm) of every voxel.
+        tissue: the subject's `Tissue` map.
+        vessels: distances to the subject's vessel tree.
+        roughness: the subject's surface perturbation, added to each blob's ellipsoid level.
+        count: number of blobs, at least 0.
+        voxel_mm: voxel size in template mm, per axis.
+        shape: sizes and clearances of the blobs.
+    """
+    free = _host_mask(tissue, vessels, voxel_mm, shape)
+    mask = np.zeros(tissue.shape, dtype=bool)
+    for _ in range(count):
+        depth = ndimage.distance_transform_edt(free, sampling=voxel_mm)
+        if depth.max() <= 0:
+            break
+        blob = _sample_blob(rng, coords, depth, shape)
+        inside = (blob.level(coords) + roughness < 1) & free
+        mask |= inside
+        # A voxel's gap to the next blob keeps the blobs apart, so that `count` of them show.
+        free &= ~ndimage.binary_dilation(inside)
+    return mask
