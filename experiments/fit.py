@@ -44,6 +44,7 @@ from experiments.tracking import (
 )
 from lightning_modules.callbacks import NiftiPredictionWriter
 from lightning_modules.feature_maps import FeatureMapSnapshots
+from lightning_modules.memory_format import ChannelsLast
 from lightning_modules.metrics import METRICS
 from lightning_modules.performance import PerformanceRecorder
 from lightning_modules.postprocessing import choice_text
@@ -96,6 +97,7 @@ class VersasegCLI(LightningCLI):
         parser.add_lightning_class_args(NiftiPredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(FeatureMapSnapshots, "feature_maps")
         parser.add_lightning_class_args(PerformanceRecorder, "performance")
+        parser.add_lightning_class_args(ChannelsLast, "channels_last")
         parser.add_argument(
             "--profile",
             type=str | None,

@@ -117,6 +117,22 @@ def choose_classes(
     return choose_from_dice(torch.stack(raw), torch.stack(processed))
 
 
+def changed_classes(
+    raw: torch.Tensor, processed: torch.Tensor, classes: Sequence[int]
+) -> tuple[int, ...]:
+    """Those of ``classes`` whose voxels post-processing changed between ``raw`` and ``processed``.
+
+    A class with a single component comes out unchanged: its raw metrics are its final
+    ones, and need not be measured again.
+
+    Example:
+        >>> raw = torch.tensor([[1, 1, 0, 1], [2, 2, 0, 0]])
+        >>> changed_classes(raw, keep_largest_component(raw, [1, 2]), [1, 2])
+        (1,)
+    """
+    return tuple(c for c in classes if not torch.equal(raw == c, processed == c))
+
+
 def with_raw_metrics(
     rows: pd.DataFrame,
     raw_prediction: torch.Tensor,

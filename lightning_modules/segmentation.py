@@ -28,6 +28,7 @@ from lightning_modules.networks import build_network
 from lightning_modules.postprocessing import (
     RAW_SUFFIX,
     case_dice,
+    changed_classes,
     choose_from_dice,
     keep_largest_component,
     with_raw_metrics,
@@ -254,7 +255,8 @@ class SegmentationModule(pl.LightningModule):
         prediction, label = self.postprocess(raw), label.cpu()
         options = {"class_names": self.class_names, "spacing": batch["spacing"]}
         rows = case_metrics(prediction, label, **options)
-        rows = with_raw_metrics(rows, raw, label, classes=self._keep_largest_classes(), **options)
+        changed = changed_classes(raw, prediction, self._keep_largest_classes())
+        rows = with_raw_metrics(rows, raw, label, classes=changed, **options)
         rows.insert(0, "subject", batch["subject"])
         self._test_rows.append(rows)
         if self.test_example is None:
