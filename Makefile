@@ -61,7 +61,7 @@ $(PHANTOM)/dataset.yaml: | install
 
 ablation-losses: install $(DATA_DEPS) ## the loss study: 5 tasks x 12 losses, then ranked tables (DATA=, PROFILE=, JOBS=, LAUNCHER=)
 	$(BIN)/versaseg ablate experiments/ablations/losses.yaml --profile $(PROFILE) \
-		--data $(DATA) --jobs $(or $(JOBS),1) --launcher $(LAUNCHER)
+		--data $(DATA) --jobs $(or $(JOBS),2) --launcher $(LAUNCHER)
 
 ablation-skips: install $(DATA_DEPS) ## skip connections under weak labels: 4 networks x 6 label conditions (DATA=, PROFILE=, JOBS=, LAUNCHER=)
 	$(BIN)/versaseg ablate experiments/ablations/skips.yaml --profile $(PROFILE) \

@@ -31,6 +31,7 @@ from lightning.pytorch.cli import SaveConfigCallback
 from torch.utils.data import DataLoader
 
 from experiments.fit import VersasegCLI, apply_profile, parse_cli
+from lightning_modules.memory_format import to_channels_last
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = ROOT / "experiments" / "configs" / "baseline.yaml"
@@ -119,6 +120,17 @@ def project_cli(
         args += ["--data.spatial_dims", "3", "--data.patch_size", str(list(PATCH_3D))]
     # parse_cli builds without running when given no subcommand.
     return parse_cli(apply_profile([*args, *flags])[1:], run=False)
+
+
+def as_fit_runs(cli: VersasegCLI, module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` in the memory layout ``versaseg fit`` gives it (``channels_last.enabled``).
+
+    A benchmark that trains or infers outside the user's callbacks calls it, so that
+    the project and its peer run the same network in the same layout.
+    """
+    if cli.config["channels_last"]["enabled"]:
+        to_channels_last(module)
+    return module
 
 
 def trainer_options(cli: VersasegCLI, scratch: Path, **overrides: Any) -> dict[str, Any]:

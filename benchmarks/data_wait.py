@@ -27,6 +27,7 @@ import lightning.pytorch as pl
 
 from benchmarks.bench_common import (
     Row,
+    as_fit_runs,
     drain,
     interleaved,
     isolate_tracking,
@@ -69,7 +70,7 @@ def one_epoch(
     def run() -> list[tuple[float, float, int]]:
         recorder = EpochRecorder()
         trainer = pl.Trainer(**options, callbacks=[recorder])
-        trainer.fit(cli.model, datamodule=data)
+        trainer.fit(as_fit_runs(cli, cli.model), datamodule=data)
         drain(trainer.train_dataloader)  # a cut epoch's workers, before the next setting
         return recorder.epochs
 

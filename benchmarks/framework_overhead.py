@@ -28,6 +28,7 @@ import lightning.pytorch as pl
 
 from benchmarks.bench_common import (
     Row,
+    as_fit_runs,
     drain,
     interleaved,
     isolate_tracking,
@@ -108,7 +109,7 @@ def lightning_block(
 def plain_block(cli: VersasegCLI, batches: Sequence[dict[str, Any]]) -> Callable[[], list[float]]:
     """The same steps by hand, on a copy of the module's network; returns the intervals."""
     module = cli.model
-    network = copy.deepcopy(module.network).train()
+    network = as_fit_runs(cli, copy.deepcopy(module.network).train())
     loss = module.loss
     optimiser = module.optimizer(network.parameters())
 

@@ -33,6 +33,7 @@ from benchmarks.bench_common import (
     INFERENCE_OVERLAP_3D,
     INFERENCE_PATCH_3D,
     Row,
+    as_fit_runs,
     interleaved,
     isolate_tracking,
     parse_options,
@@ -104,7 +105,7 @@ def timed(run: Callable[[], torch.Tensor]) -> Callable[[], list[float]]:
 
 def compare(cli: VersasegCLI, rounds: int, profile: str) -> list[Row]:
     """The logits row and the time row of one network against its MONAI peer."""
-    module = cli.model.eval()
+    module = as_fit_runs(cli, cli.model.eval())  # MONAI runs this same network
     image = test_volume(cli)
     monai, peer, where = monai_call(cli, image)
     with torch.no_grad():  # also the warm-up of both

@@ -8,6 +8,8 @@ Runs, one after the other in this process, each benchmark's ``rows``:
 3. ``inference_vs_monai``: whole-volume logits and time against MONAI's inferers;
 4. ``time_to_dice``: time to MONAI's tutorial pipeline's best test Dice;
 5. ``peak_memory``: peak resident memory of a quick 2D and 3D ``versaseg fit``;
+6. ``memory_format``: training and inference in channels-last against PyTorch's
+   default layout;
 
 then prints one Markdown table (benchmark, goal, measured, met, detail) with the
 machine and each part's seconds, and writes it to ``reports/bench/bench.md`` and
@@ -29,7 +31,14 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks import data_wait, framework_overhead, inference_vs_monai, peak_memory, time_to_dice
+from benchmarks import (
+    data_wait,
+    framework_overhead,
+    inference_vs_monai,
+    memory_format,
+    peak_memory,
+    time_to_dice,
+)
 from benchmarks.bench_common import (
     ROOT,
     Row,
@@ -46,6 +55,7 @@ BENCHMARKS: tuple[ModuleType, ...] = (
     inference_vs_monai,
     time_to_dice,
     peak_memory,
+    memory_format,
 )
 
 

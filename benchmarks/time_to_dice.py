@@ -31,6 +31,7 @@ import torch
 
 from benchmarks.bench_common import (
     Row,
+    as_fit_runs,
     isolate_tracking,
     parse_options,
     print_rows,
@@ -73,7 +74,7 @@ def project_cases(data: BrainDataModule) -> list[tuple[torch.Tensor, torch.Tenso
 
 def project_curve(cli: VersasegCLI, options: argparse.Namespace, scratch: Path) -> Curve:
     """The project's test Dice over its training time."""
-    module, data = cli.model, cli.datamodule
+    module, data = as_fit_runs(cli, cli.model), cli.datamodule
     cases = project_cases(data)
 
     def evaluate() -> float:
