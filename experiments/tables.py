@@ -277,8 +277,9 @@ def write_tables(
         )
         sections.append(write_table("stability", table, markdown, latex))
         if stability_axis and f"axis.{stability_axis}" in stability.columns:
-            ranked, sentence = most_stable(stability, f"axis.{stability_axis}")
-            ranked = ranked.rename(columns={f"axis.{stability_axis}": stability_axis})
+            # Named as in the ablation file, so that the sentence reads "Steadiest weighting".
+            named = stability.rename(columns={f"axis.{stability_axis}": stability_axis})
+            ranked, sentence = most_stable(named, stability_axis)
             ranked.to_csv(out_dir / "stability_test.csv", index=False)
             paths["stability_test.csv"] = out_dir / "stability_test.csv"
             sections.append(

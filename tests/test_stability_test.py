@@ -72,4 +72,6 @@ def test_write_tables_reports_the_steadiest_entry_when_asked(study, tmp_path):
     )
     report = paths["report.md"].read_text()
     assert "### Steadiest weighting" in report and "**focal**" in report
+    # The sentence names the axis as the ablation file does, not by its column.
+    assert "Steadiest weighting by val_dice_std_last_quarter: **focal**" in report
     assert list(pd.read_csv(paths["stability_test.csv"])["weighting"]) == ["focal", "none"]
