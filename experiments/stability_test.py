@@ -65,6 +65,12 @@ def most_stable(
         test = f"Friedman test over {len(wide)} blocks: p = {friedman:.3g}"
     else:
         test = f"Wilcoxon test over {len(wide)} blocks: p = {adjusted[order.index[1]]:.3g}"
+    if order.nunique() == 1:  # e.g. curves that never left 0: naming one would mislead
+        sentence = (
+            f"No {axis} is steadier than another by {metric}: all {len(order)} have mean "
+            f"rank {order.iloc[0]:.2f} over {len(wide)} blocks."
+        )
+        return table, sentence
     runner_up = order.index[1]
     verdict = "significantly" if adjusted[runner_up] < 0.05 else "not significantly"
     sentence = (
