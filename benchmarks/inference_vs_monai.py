@@ -15,7 +15,7 @@ GridAggregator), and the same network through MONAI:
 Calls take turns; times are medians. Goals: the same logits (max absolute difference
 at most ``TOLERANCE``) and at most 1.0x MONAI's time.
 
-Run: .venv/bin/python benchmarks/inference_vs_monai.py [--rounds 5] [--tiny]
+Run: .venv/bin/python benchmarks/inference_vs_monai.py [--rounds 15] [--tiny]
 """
 
 from __future__ import annotations
@@ -159,11 +159,11 @@ def options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options; ``--tiny`` sets small defaults for a check that the script runs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", help="config sizes (default quick; smoke with --tiny)")
-    parser.add_argument("--rounds", type=int, help="timed calls of each, in turns (default 5)")
+    parser.add_argument("--rounds", type=int, help="timed calls of each, in turns (default 15)")
     return parse_options(
         parser,
         argv,
-        full={"profile": "quick", "rounds": 5},
+        full={"profile": "quick", "rounds": 15},
         tiny={"profile": "smoke", "rounds": 2},
     )
 

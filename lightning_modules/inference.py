@@ -2,7 +2,9 @@
 
 In 2D mode every patch is one slice thick along the last axis, squeezed to a 2D
 tensor for the network and put back afterwards: slice-wise inference with the
-same code path as 3D.
+same code path as 3D. Whole slices, the 2D default, skip the grid: the slices go
+to the network in batches directly, as MONAI's ``SliceInferer`` does, which gives
+the same logits without TorchIO cutting and stitching every slice.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def predict_volume(
         Logits ``(K, H, W, D)`` on the image's device.
     """
     patch = inference_patch_size(image.shape[1:], spatial_dims, patch_size)
+    if spatial_dims == 2 and patch[:2] == tuple(image.shape[1:3]):
+        return predict_slices(network, image, batch_size=batch_size)
     patch_overlap = tuple(0 if p == 1 else min(overlap, p - 1) // 2 * 2 for p in patch)
     subject = tio.Subject(image=tio.ScalarImage(tensor=image.detach().cpu()))
     sampler = tio.GridSampler(subject, patch, patch_overlap)
@@ -70,3 +74,16 @@ def predict_volume(
             logits = network(inputs)
         aggregator.add_batch(logits.float().cpu(), patches[tio.LOCATION])
     return aggregator.get_output_tensor().to(image.device)
+
+
+@torch.no_grad()
+def predict_slices(
+    network: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, *, batch_size: int
+) -> torch.Tensor:
+    """Logits ``(K, H, W, D)`` of a volume ``(C, H, W, D)``, whole axial slices in batches."""
+    slices = image.movedim(-1, 0)  # (D, C, H, W): the slices are the batch
+    logits = [
+        network(slices[start : start + batch_size]).float()
+        for start in range(0, len(slices), batch_size)
+    ]
+    return torch.cat(logits).movedim(0, -1)
