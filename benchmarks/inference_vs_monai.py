@@ -2,8 +2,8 @@
 
 The baseline network (built as ``versaseg fit`` builds it, seeded, eval mode) segments
 one preprocessed test volume of the phantom through ``SegmentationModule.segment``
-(``lightning_modules.inference.predict_volume``: TorchIO's GridSampler and
-GridAggregator), and the same network through MONAI:
+(``lightning_modules.inference.predict_volume``: in 3D TorchIO's GridSampler and
+GridAggregator, in 2D whole slices in batches), and the same network through MONAI:
 
 - 2D: ``monai.inferers.SliceInferer`` over the last axis (``spatial_dim=2``), whole
   slices, the module's inference batch size, no overlap;

@@ -36,7 +36,9 @@ def most_stable(
         A table, steadiest first: ``axis``, ``mean_rank`` (1 = steadiest in a
         block), ``median`` of the metric and ``p_vs_steadiest`` (Holm-adjusted;
         empty for the steadiest itself), and a sentence naming the steadiest
-        entry with the Friedman p-value. Blocks missing an entry are dropped.
+        entry with the Friedman p-value, or, where every entry ties, saying that none
+        is steadier (the table then lists them alphabetically). Blocks missing an entry
+        are dropped.
     """
     column = f"stability/{metric}"
     if axis not in stability.columns or column not in stability.columns:

@@ -82,8 +82,10 @@ def predict_slices(
 ) -> torch.Tensor:
     """Logits ``(K, H, W, D)`` of a volume ``(C, H, W, D)``, whole axial slices in batches."""
     slices = image.movedim(-1, 0)  # (D, C, H, W): the slices are the batch
-    logits = [
-        network(slices[start : start + batch_size]).float()
-        for start in range(0, len(slices), batch_size)
-    ]
-    return torch.cat(logits).movedim(0, -1)
+    output: torch.Tensor | None = None
+    for start in range(0, len(slices), batch_size):
+        logits = network(slices[start : start + batch_size]).float().movedim(0, -1)
+        if output is None:  # written batch by batch: one copy of the logits, contiguous
+            output = torch.empty((*logits.shape[:-1], len(slices)), device=logits.device)
+        output[..., start : start + batch_size] = logits
+    return output

@@ -1,4 +1,4 @@
-"""Channels-last convolutions: the same network, 1.4-1.8x faster on a CPU.
+"""Channels-last convolutions: the same network, 1.25-1.5x faster on a CPU.
 
 PyTorch's convolutions (oneDNN on a CPU, cuDNN on a GPU) are fastest when the
 channel is the innermost axis of the weights and activations (``NHWC``, or
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
 FORMATS: dict[int, torch.memory_format] = {4: torch.channels_last, 5: torch.channels_last_3d}
@@ -37,9 +38,12 @@ def to_channels_last(module: nn.Module) -> int:
 class ChannelsLast(pl.Callback):
     """Convert the LightningModule's convolutions to channels-last before it runs.
 
-    ``setup`` runs before Lightning builds the optimisers and before it restores a
-    checkpoint, for fit, validate, test and predict alike, so every research thread
-    gets it without code of its own.
+    ``setup`` runs before Lightning builds the optimisers, wraps the module for DDP
+    or restores a checkpoint, for fit, validate, test and predict alike, so every
+    research thread gets it without code of its own. A module that builds a network
+    later, in ``configure_model`` (pix2pix tested from a checkpoint alone), has it
+    converted when validation, test or prediction starts; a fit's networks are never
+    converted after ``setup``, where DDP would already hold their old layout.
 
     Args:
         enabled: False keeps PyTorch's default layout (to compare, or for a layer
@@ -50,5 +54,17 @@ class ChannelsLast(pl.Callback):
         self.enabled = enabled
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.enabled:
+            to_channels_last(pl_module)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.enabled and trainer.state.fn == TrainerFn.VALIDATING:
+            to_channels_last(pl_module)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.enabled:
+            to_channels_last(pl_module)
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.enabled:
             to_channels_last(pl_module)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from experiments.fit import apply_profile, parse_cli
 from lightning_modules.memory_format import ChannelsLast, to_channels_last
@@ -86,3 +88,57 @@ def test_the_config_decides(
     cli = parse_cli(apply_profile(args)[1:], run=False)
     [callback] = [c for c in cli.trainer.callbacks if isinstance(c, ChannelsLast)]
     assert callback.enabled is expected
+
+
+class Recorder(pl.LightningModule):
+    """One 3x3 convolution that notes, at every step, whether its weight is channels-last."""
+
+    def __init__(self, build_late: bool = False) -> None:
+        super().__init__()
+        self.build_late = build_late
+        self.conv = None if build_late else torch.nn.Conv2d(2, 3, 3, padding=1)
+        self.layouts: list[bool] = []
+
+    def configure_model(self) -> None:
+        if self.conv is None:  # as pix2pix does when tested from a checkpoint alone
+            self.conv = torch.nn.Conv2d(2, 3, 3, padding=1)
+
+    def _step(self, batch: torch.Tensor) -> torch.Tensor:
+        self.layouts.append(self.conv.weight.is_contiguous(memory_format=torch.channels_last))
+        return self.conv(batch).mean()
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return self._step(batch)
+
+    def test_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self._step(batch)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def trainer(root: Path) -> pl.Trainer:
+    return pl.Trainer(
+        max_steps=2,
+        callbacks=[ChannelsLast()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+    )
+
+
+def test_a_trainer_runs_fit_and_a_restored_test_channels_last(tmp_path: Path) -> None:
+    batches = DataLoader(torch.randn(4, 2, 8, 8), batch_size=2)
+    fitted = Recorder()
+    fit = trainer(tmp_path)
+    fit.fit(fitted, batches)
+    assert fitted.layouts == [True, True]
+    checkpoint = tmp_path / "tiny.ckpt"
+    fit.save_checkpoint(checkpoint)
+
+    for restored in (Recorder(), Recorder(build_late=True)):
+        trainer(tmp_path).test(restored, batches, ckpt_path=checkpoint, verbose=False)
+        assert restored.layouts == [True, True]
+        torch.testing.assert_close(restored.conv.weight, fitted.conv.weight)
