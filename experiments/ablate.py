@@ -115,7 +115,11 @@ class AblationRunner:
                     description=self.description,
                 ),
             )
-            for v in expand(ablation, description=self.description, seeds=seeds)
+            for v in expand(
+                ablation,
+                description=self.description,
+                seeds=seeds or ablation.profile_seeds.get(profile),
+            )
         ]
 
     def variant(self, name: str | None = None) -> Variant:

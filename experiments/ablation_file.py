@@ -51,7 +51,8 @@ from experiments.profiles import PROFILES_DIR
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED_KEYS = ("name", "config", "grid")
 KNOWN_KEYS = (
-    *REQUIRED_KEYS, "experiment", "seeds", "overrides", "budgets", "resources", "tables", "stage1"
+    *REQUIRED_KEYS, "experiment", "seeds", "profile_seeds", "overrides", "budgets", "resources",
+    "tables", "stage1",
 )  # fmt: skip
 # Keys under this prefix configure a variant's first stage (`stage1:` in the file).
 STAGE1 = "stage1."
@@ -100,6 +101,8 @@ class Ablation:
     grid: dict[str, dict[str, dict[str, Any]]]
     seeds: list[int]
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Seeds of a profile where they differ from `seeds` (the paper profile repeats runs).
+    profile_seeds: dict[str, list[int]] = field(default_factory=dict)
     resources: dict[str, dict[str, float]] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=lambda: dict(TABLE_DEFAULTS))
     source: Path | None = None
@@ -152,9 +155,12 @@ def load_ablation(path: str | Path) -> Ablation:
     config = config if config.is_absolute() else REPO / config
     if not config.is_file():
         raise AblationError(f"ablation file {path}: base config {config} does not exist")
-    seeds = content.get("seeds", [42])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
-        raise AblationError(f"ablation file {path}: `seeds` must be a list of integers")
+    seeds = _checked_seeds(path, content.get("seeds", [42]), "seeds")
+    profile_seeds = _checked_profiles(path, content.get("profile_seeds") or {}, "profile_seeds")
+    profile_seeds = {
+        profile: _checked_seeds(path, given, f"profile_seeds.{profile}")
+        for profile, given in profile_seeds.items()
+    }
     budgets = _checked_budgets(path, content.get("budgets") or {})
     resources = _checked_budgets(path, content.get("resources") or {}, "resources")
     for profile, share in resources.items():
@@ -173,6 +179,7 @@ def load_ablation(path: str | Path) -> Ablation:
         overrides=dict(content.get("overrides") or {}),
         grid={str(a): {str(e): dict(o) for e, o in entries.items()} for a, entries in grid.items()},
         seeds=seeds,
+        profile_seeds=profile_seeds,
         budgets=budgets,
         resources=resources,
         tables={**TABLE_DEFAULTS, **(content.get("tables") or {})},
@@ -225,20 +232,34 @@ def _checked_stage1(
     return config, tuple(str(key) for key in ignores)
 
 
-def _checked_budgets(path: Path, budgets: Any, key: str = "budgets") -> dict[str, dict[str, Any]]:
-    """``budgets:`` (or ``resources:``) maps profile names to settings; only real profiles."""
+def _checked_seeds(path: Path, seeds: Any, key: str) -> list[int]:
+    """A non-empty list of integer seeds, or an AblationError naming ``key``."""
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise AblationError(f"ablation file {path}: `{key}` must be a list of integers")
+    return seeds
+
+
+def _checked_profiles(path: Path, mapping: Any, key: str) -> dict[str, Any]:
+    """``key:`` maps real profile names (``experiments/configs/profiles``) to values."""
     profiles = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
-    if not isinstance(budgets, dict):
+    if not isinstance(mapping, dict):
         raise AblationError(f"ablation file {path}: `{key}` must map profile names to settings")
-    for profile, settings in budgets.items():
+    for profile in mapping:
         if profile not in profiles:
             raise AblationError(
                 f"ablation file {path}: `{key}` names profile {profile!r}; "
                 f"the profiles are {profiles}"
             )
+    return {str(profile): value for profile, value in mapping.items()}
+
+
+def _checked_budgets(path: Path, budgets: Any, key: str = "budgets") -> dict[str, dict[str, Any]]:
+    """``budgets:`` (or ``resources:``) maps profile names to settings; only real profiles."""
+    budgets = _checked_profiles(path, budgets, key)
+    for profile, settings in budgets.items():
         if not isinstance(settings, dict):
             raise AblationError(f"ablation file {path}: {key}.{profile} must map keys to values")
-    return {str(profile): dict(settings) for profile, settings in budgets.items()}
+    return {profile: dict(settings) for profile, settings in budgets.items()}
 
 
 def _check_tables(path: Path, tables: dict[str, Any], grid: Mapping[str, Any]) -> None:

@@ -333,6 +333,23 @@ def test_profile_budget_then_set_decide_over_the_study(in_tmp, phantom_manifest,
     assert variant["data"]["distance_maps"] is True
 
 
+def test_the_paper_profile_runs_the_loss_study_with_three_seeds(in_tmp, phantom_manifest):
+    from experiments.ablate import AblationRunner
+
+    losses = load_ablation(Path(__file__).parents[1] / "experiments/ablations/losses.yaml")
+    runs = {
+        profile: AblationRunner(losses, profile=profile, manifest=str(phantom_manifest)).variants
+        for profile in ("quick", "paper")
+    }
+    assert {v.seed for v in runs["quick"]} == {42}
+    assert {v.seed for v in runs["paper"]} == {42, 43, 44}
+    assert len(runs["paper"]) == 3 * len(runs["quick"])
+    assert "multiclass-ce-none-seed43" in {v.name for v in runs["paper"]}
+    # --seeds decides last.
+    chosen = AblationRunner(losses, profile="paper", manifest=str(phantom_manifest), seeds=[7])
+    assert {v.seed for v in chosen.variants} == {7}
+
+
 def test_set_is_part_of_the_variant_hash(in_tmp, phantom_manifest):
     from experiments.ablate import AblationRunner
 

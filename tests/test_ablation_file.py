@@ -59,6 +59,16 @@ def test_budgets_are_per_existing_profile(tmp_path):
         load_ablation(study_file(tmp_path, budget={}))
 
 
+def test_profile_seeds_are_per_existing_profile(tmp_path):
+    study = load_ablation(study_file(tmp_path, profile_seeds={"paper": [1, 2, 3]}))
+    assert study.profile_seeds == {"paper": [1, 2, 3]} and study.seeds == [42]
+    with pytest.raises(AblationError, match="profile_seeds` names profile 'huge'"):
+        load_ablation(study_file(tmp_path, profile_seeds={"huge": [1]}))
+    for bad in ([], [1.5], "1"):
+        with pytest.raises(AblationError, match=r"`profile_seeds\.paper` must be a list"):
+            load_ablation(study_file(tmp_path, profile_seeds={"paper": bad}))
+
+
 def test_settings_read_values_as_yaml():
     assert parse_settings(["trainer.max_epochs=2", "data.weak_labels=[sparse:4]", "a.b="]) == {
         "trainer.max_epochs": 2,
