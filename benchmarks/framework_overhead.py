@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 
 from benchmarks.bench_common import (
     Row,
@@ -106,6 +107,18 @@ def lightning_block(
     return run
 
 
+def hand_step(
+    network: torch.nn.Module,
+    loss: Callable[..., torch.Tensor],
+    optimiser: torch.optim.Optimizer,
+    batch: dict[str, Any],
+) -> None:
+    """One training step as a hand-written loop does it: zero_grad, loss, backward, step."""
+    optimiser.zero_grad()
+    loss(network(batch["image"]), batch["label"]).backward()
+    optimiser.step()
+
+
 def plain_block(cli: VersasegCLI, batches: Sequence[dict[str, Any]]) -> Callable[[], list[float]]:
     """The same steps by hand, on a copy of the module's network; returns the intervals."""
     module = cli.model
@@ -117,10 +130,7 @@ def plain_block(cli: VersasegCLI, batches: Sequence[dict[str, Any]]) -> Callable
         starts = []
         for batch in batches:
             starts.append(time.perf_counter())
-            optimiser.zero_grad()
-            value = loss(network(batch["image"]), batch["label"])
-            value.backward()
-            optimiser.step()
+            hand_step(network, loss, optimiser, batch)
         return intervals(starts)
 
     return run

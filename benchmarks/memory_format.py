@@ -34,7 +34,7 @@ from benchmarks.bench_common import (
     project_cli,
     quiet,
 )
-from benchmarks.framework_overhead import draw_batches
+from benchmarks.framework_overhead import draw_batches, hand_step
 from benchmarks.inference_vs_monai import test_volume
 from experiments.fit import VersasegCLI
 from lightning_modules.memory_format import to_channels_last
@@ -51,9 +51,7 @@ def training_steps(
         seconds = []
         for batch in batches:
             started = time.perf_counter()
-            optimiser.zero_grad()
-            loss(network(batch["image"]), batch["label"]).backward()
-            optimiser.step()
+            hand_step(network, loss, optimiser, batch)
             seconds.append(time.perf_counter() - started)
         return seconds
 

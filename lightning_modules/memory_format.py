@@ -53,18 +53,19 @@ class ChannelsLast(pl.Callback):
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    def _convert(self, pl_module: pl.LightningModule) -> None:
         if self.enabled:
             to_channels_last(pl_module)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._convert(pl_module)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.enabled and trainer.state.fn == TrainerFn.VALIDATING:
-            to_channels_last(pl_module)
+        if trainer.state.fn == TrainerFn.VALIDATING:  # not a fit's validation: see above
+            self._convert(pl_module)
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.enabled:
-            to_channels_last(pl_module)
+        self._convert(pl_module)
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.enabled:
-            to_channels_last(pl_module)
+        self._convert(pl_module)
