@@ -45,9 +45,10 @@ browser: ## Debian's chromium and chromium-driver, for the MLflow UI test
 			chromium chromium-driver >/dev/null; } \
 		|| { echo "could not install chromium and chromium-driver with apt-get"; exit 1; }
 
+# One pytest worker per core (pytest-xdist), each with one torch thread (tests/conftest.py).
 test: install browser ## ruff, then the test suite (the MLflow UI test in headless Chromium)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 lint: install ## ruff only
 	$(BIN)/ruff check .

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from datamodules.phantom import write_phantom
 from tests import manifest_cohort, table_data
@@ -13,6 +15,17 @@ from tests import manifest_cohort, table_data
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 BASELINE = CONFIGS / "baseline.yaml"
 TINY_SHAPE = (48, 48, 32)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``pytest -n N`` (pytest-xdist), each worker and its subprocesses get one thread.
+
+    N torch processes with the machine's full thread count each slow one another down
+    many times over; one thread each lets N workers share N cores.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
