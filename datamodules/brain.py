@@ -19,6 +19,7 @@ import torch
 import torchio as tio
 from torch.utils.data import DataLoader
 
+from datamodules import patch_samplers
 from datamodules.dataset import DatasetDescription, load_description
 from datamodules.distance import distance_maps_for
 from datamodules.distributed import QueueSampler, subject_sampler
@@ -341,12 +342,12 @@ class BrainDataModule(pl.LightningDataModule):
         if self.weak is not None:
             # An all-unlabelled patch would carry no loss: see WeakSupervision.sampling_map.
             if self.sampler == "uniform":
-                return tio.WeightedSampler(patch, "sampling")
+                return patch_samplers.WeightedSampler(patch, "sampling")
             shifted = {index + 1: p for index, p in self._label_probabilities().items()}
-            return tio.LabelSampler(patch, "sampling", shifted)
+            return patch_samplers.LabelSampler(patch, "sampling", shifted)
         if self.sampler == "uniform":
-            return tio.UniformSampler(patch)
-        return tio.LabelSampler(patch, "label", self._label_probabilities())
+            return patch_samplers.UniformSampler(patch)
+        return patch_samplers.LabelSampler(patch, "label", self._label_probabilities())
 
     def _label_probabilities(self) -> dict[int, float]:
         names = self.task.class_names
