@@ -3,9 +3,11 @@
 One step = forward, loss, backward and optimiser step of the baseline U-Net on a
 quick-profile batch (16 patches of 64x64, 2 channels, 5 classes). Distance maps
 are precomputed, as the data pipeline does, so the timing covers only what a
-training step pays.
+training step pays. The network is channels-last, as ``versaseg fit`` stores it
+(``channels_last.enabled`` in baseline.yaml); ``--default-layout`` times PyTorch's.
 
 Run: .venv/bin/python benchmarks/loss_step_time.py [--steps 20] [--spatial-dims 2]
+    [--default-layout]
 Record the numbers in docs/performance.md with the machine they came from.
 """
 
@@ -24,6 +26,7 @@ from scipy import ndimage
 
 from datamodules.distance import signed_distance_maps
 from lightning_modules.losses import build_loss
+from lightning_modules.memory_format import to_channels_last
 from lightning_modules.networks import build_network
 
 CLASSES = 5
@@ -39,7 +42,9 @@ def blob_labels(shape: tuple[int, ...], batch: int, seed: int) -> np.ndarray:
     return np.digitize(noise, edges)
 
 
-def make_step(base: str, weighting: str, spatial_dims: int) -> Callable[[dict], None]:
+def make_step(
+    base: str, weighting: str, spatial_dims: int, channels_last: bool
+) -> Callable[[dict], None]:
     """A closure running one training step of a fresh U-Net with this loss."""
     torch.manual_seed(0)
     network = build_network(
@@ -50,6 +55,8 @@ def make_step(base: str, weighting: str, spatial_dims: int) -> Callable[[dict], 
         depth=4,
         base_channels=16,
     )
+    if channels_last:
+        to_channels_last(network)
     loss = build_loss(base, weighting)
     optimiser = torch.optim.AdamW(network.parameters(), lr=1e-3)
 
@@ -63,7 +70,10 @@ def make_step(base: str, weighting: str, spatial_dims: int) -> Callable[[dict], 
 
 
 def time_interleaved(
-    configs: list[tuple[str, str]], batch: dict[str, torch.Tensor], steps: int
+    configs: list[tuple[str, str]],
+    batch: dict[str, torch.Tensor],
+    steps: int,
+    channels_last: bool = True,
 ) -> dict[tuple[str, str], float]:
     """Median seconds per step of each config, measured in turns.
 
@@ -71,7 +81,7 @@ def time_interleaved(
     configs alike, so their ratios stay fair.
     """
     spatial_dims = batch["image"].ndim - 2
-    runners = {config: make_step(*config, spatial_dims) for config in configs}
+    runners = {config: make_step(*config, spatial_dims, channels_last) for config in configs}
     times: dict[tuple[str, str], list[float]] = {config: [] for config in configs}
     for round_index in range(steps + 3):
         for config, step in runners.items():
@@ -86,6 +96,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--spatial-dims", type=int, choices=(2, 3), default=2)
+    parser.add_argument(
+        "--default-layout", action="store_true", help="PyTorch's layout, not channels-last"
+    )
     options = parser.parse_args()
     shape = (64, 64) if options.spatial_dims == 2 else (32, 32, 32)
     batch_size = 16 if options.spatial_dims == 2 else 2
@@ -97,9 +110,10 @@ def main() -> None:
     }
     machine = platform.processor() or platform.machine()
     print(f"machine: {machine}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
-    print(f"batch: {batch_size} x 2 x {shape}, {CLASSES} classes, U-Net depth 4 width 16")
+    layout = "default" if options.default_layout else "channels-last"
+    print(f"batch: {batch_size} x 2 x {shape}, {CLASSES} classes, U-Net depth 4 width 16, {layout}")
     configs = [(base, weighting) for base in ("ce", "dice") for weighting in ("none", "dtm", "dpt")]
-    medians = time_interleaved(configs, batch, options.steps)
+    medians = time_interleaved(configs, batch, options.steps, not options.default_layout)
     for base, weighting in configs:
         seconds = medians[(base, weighting)]
         ratio = seconds / medians[(base, "none")]

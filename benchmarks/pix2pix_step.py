@@ -7,9 +7,11 @@ the other network's weights frozen as ``toggled_optimizer`` does) against one
 segmentation step (the same U-Net, Dice + CE, one update), both on a quick-profile
 batch (16 patches of 64 x 64), interleaved and as medians, so that the ratio says what
 the translation costs per step on this machine. Also the whole-volume generation of one
-96 x 96 x 64 phantom-sized volume and its metrics inside the head mask.
+96 x 96 x 64 phantom-sized volume and its metrics inside the head mask. The networks
+are channels-last, as ``versaseg fit`` and ``translate`` store them
+(``channels_last.enabled``); ``--default-layout`` times PyTorch's.
 
-Run: .venv/bin/python benchmarks/pix2pix_step.py [--steps 20]
+Run: .venv/bin/python benchmarks/pix2pix_step.py [--steps 20] [--default-layout]
 Record the numbers in docs/performance.md with the machine they came from.
 """
 
@@ -27,14 +29,23 @@ import torch
 from datamodules.head_mask import head_mask
 from lightning_modules.image_metrics import image_metrics
 from lightning_modules.losses import build_loss
+from lightning_modules.memory_format import to_channels_last
 from lightning_modules.networks import build_network
 from lightning_modules.pix2pix import Pix2PixModule
 
 UNET = {"depth": 4, "base_channels": 16, "norm": "batch", "dropout": 0.0}
 
 
-def pix2pix_step() -> Callable[[], None]:
-    module = Pix2PixModule(source=["a"], target="b", generator_options=UNET)
+def in_layout(module: torch.nn.Module, channels_last: bool) -> torch.nn.Module:
+    if channels_last:
+        to_channels_last(module)
+    return module
+
+
+def pix2pix_step(channels_last: bool) -> Callable[[], None]:
+    module = in_layout(
+        Pix2PixModule(source=["a"], target="b", generator_options=UNET), channels_last
+    )
     betas = (0.5, 0.999)
     generator_opt = torch.optim.Adam(module.network.parameters(), lr=2e-4, betas=betas)
     discriminator_opt = torch.optim.Adam(module.discriminator.parameters(), lr=2e-4, betas=betas)
@@ -71,8 +82,9 @@ def pix2pix_step() -> Callable[[], None]:
     return step
 
 
-def segmentation_step() -> Callable[[], None]:
+def segmentation_step(channels_last: bool) -> Callable[[], None]:
     network = build_network("unet", spatial_dims=2, in_channels=2, out_channels=5, **UNET)
+    in_layout(network, channels_last)
     loss = build_loss("dice_ce", "none")
     optimiser = torch.optim.AdamW(network.parameters(), lr=2e-3)
     image, label = torch.randn(16, 2, 64, 64), torch.randint(0, 5, (16, 64, 64))
@@ -95,9 +107,16 @@ def seconds(run: Callable[[], None]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument(
+        "--default-layout", action="store_true", help="PyTorch's layout, not channels-last"
+    )
     options = parser.parse_args()
+    channels_last = not options.default_layout
     torch.manual_seed(0)
-    steps = {"pix2pix": pix2pix_step(), "segmentation": segmentation_step()}
+    steps = {
+        "pix2pix": pix2pix_step(channels_last),
+        "segmentation": segmentation_step(channels_last),
+    }
     for run in steps.values():  # warm-up: first calls allocate
         run(), run()
     times: dict[str, list[float]] = {name: [] for name in steps}
@@ -106,6 +125,7 @@ def main() -> None:
             times[name].append(seconds(run))
     medians = {name: statistics.median(values) for name, values in times.items()}
     module = Pix2PixModule(source=["a"], target="b", generator_options=UNET).eval()
+    in_layout(module, channels_last)
     volume = torch.randn(2, 96, 96, 64)
     generation = statistics.median(seconds(lambda: module.generate(volume)) for _ in range(3))
     generated = module.generate(volume)
@@ -114,7 +134,8 @@ def main() -> None:
         seconds(lambda: image_metrics(generated, volume[1], mask)) for _ in range(3)
     )
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{'channels-last' if channels_last else 'default layout'}")  # fmt: skip
     print("| step | median s | x segmentation step |\n| --- | ---: | ---: |")
     for name, value in medians.items():
         print(f"| {name} | {value:.3f} | {value / medians['segmentation']:.2f} |")
