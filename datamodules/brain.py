@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
-import nibabel as nib
 import torch
 import torchio as tio
 from torch.utils.data import DataLoader
@@ -25,7 +24,6 @@ from datamodules.distance import distance_maps_for
 from datamodules.distributed import QueueSampler, subject_sampler
 from datamodules.labels import read_label
 from datamodules.manifest import (
-    ManifestError,
     SubjectRecord,
     check_channel_names,
     manifest_fingerprint,
@@ -124,7 +122,7 @@ class BrainDataModule(pl.LightningDataModule):
         self.class_map = dict(self.description.class_map if class_map is None else class_map)
         self.task: Task = parse_task(task, self.class_map)
         self.spatial_dims = spatial_dims
-        self.patch_size = self._check_patch_size(patch_size, spatial_dims)
+        self.patch_size = patch_samplers.checked_patch_size(patch_size, spatial_dims)
         self.sampler = sampler
         self.label_probabilities = label_probabilities
         self.samples_per_volume = samples_per_volume
@@ -186,7 +184,7 @@ class BrainDataModule(pl.LightningDataModule):
             return
         records = read_manifest(self.manifest, self.channels, require_label=needs_label)
         validate_manifest(records, {0, *self.class_map}, csv_path=self.manifest)
-        self._check_patch_fits(records)
+        patch_samplers.check_patch_fits(records, self.patch_size, self.manifest)
         self.fingerprint = manifest_fingerprint(self.manifest, records)
         self._labelled = needs_label
         self.records = {"predict": records}
@@ -360,30 +358,6 @@ class BrainDataModule(pl.LightningDataModule):
                 f"{self.task.name!r}: {list(names)}"
             )
         return {names.index(name): p for name, p in self.label_probabilities.items()}
-
-    @staticmethod
-    def _check_patch_size(patch_size: Sequence[int], spatial_dims: int) -> tuple[int, ...]:
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
-        patch = tuple(int(p) for p in patch_size)
-        if len(patch) != spatial_dims or min(patch) < 1:
-            raise ValueError(
-                f"patch_size must be {spatial_dims} positive sizes for spatial_dims="
-                f"{spatial_dims}, got {list(patch_size)}"
-            )
-        return patch
-
-    def _check_patch_fits(self, records: Sequence[SubjectRecord]) -> None:
-        """Every training patch must fit inside every volume (header read only)."""
-        for record in records:
-            path = next(iter(record.channels.values()))
-            shape = nib.load(path).shape[: self.spatial_dims]
-            if any(p > s for p, s in zip(self.patch_size, shape, strict=True)):
-                raise ManifestError(
-                    f"Manifest '{self.manifest}': subject '{record.subject}', file '{path}': "
-                    f"volume shape {tuple(shape)} is smaller than patch_size "
-                    f"{list(self.patch_size)}; lower data.patch_size (or use a smaller profile)"
-                )
 
     def _check_options(self) -> None:
         if self.sampler not in ("label", "uniform"):

@@ -1,4 +1,6 @@
-"""TorchIO's patch samplers with a cheaper cut: the same patches at a tenth of the cost.
+"""Training patches: checks of their size, and TorchIO's samplers with a cheaper cut.
+
+The samplers give the same patches as TorchIO's at a tenth of the cost.
 
 TorchIO cuts each patch with its ``Crop`` transform, which builds a transform, parses the
 subject, deep-copies its attributes and history and checks its space, about 0.8 ms a
@@ -15,10 +17,42 @@ with TorchIO's cut, and so do a run's numbers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 import torchio as tio
+
+from datamodules.manifest import ManifestError, SubjectRecord
+
+
+def checked_patch_size(patch_size: Sequence[int], spatial_dims: int) -> tuple[int, ...]:
+    """``patch_size`` as integers; raise ValueError unless it has ``spatial_dims`` sizes >= 1."""
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+    patch = tuple(int(p) for p in patch_size)
+    if len(patch) != spatial_dims or min(patch) < 1:
+        raise ValueError(
+            f"patch_size must be {spatial_dims} positive sizes for spatial_dims="
+            f"{spatial_dims}, got {list(patch_size)}"
+        )
+    return patch
+
+
+def check_patch_fits(
+    records: Sequence[SubjectRecord], patch_size: Sequence[int], manifest: Path
+) -> None:
+    """Raise ManifestError unless the patch fits inside every volume (headers read only)."""
+    for record in records:
+        path = next(iter(record.channels.values()))
+        shape = nib.load(path).shape[: len(patch_size)]
+        if any(p > s for p, s in zip(patch_size, shape, strict=True)):
+            raise ManifestError(
+                f"Manifest '{manifest}': subject '{record.subject}', file '{path}': "
+                f"volume shape {tuple(shape)} is smaller than patch_size "
+                f"{list(patch_size)}; lower data.patch_size (or use a smaller profile)"
+            )
 
 
 class SlicedCrop:
