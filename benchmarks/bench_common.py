@@ -128,7 +128,12 @@ def as_fit_runs(cli: VersasegCLI, module: torch.nn.Module) -> torch.nn.Module:
     A benchmark that trains or infers outside the user's callbacks calls it, so that
     the project and its peer run the same network in the same layout.
     """
-    if cli.config["channels_last"]["enabled"]:
+    return in_layout(module, channels_last=cli.config["channels_last"]["enabled"])
+
+
+def in_layout(module: torch.nn.Module, *, channels_last: bool) -> torch.nn.Module:
+    """``module`` channels-last when asked (``to_channels_last``), else as it is."""
+    if channels_last:
         to_channels_last(module)
     return module
 

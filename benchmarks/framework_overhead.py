@@ -34,7 +34,6 @@ from benchmarks.bench_common import (
     Row,
     as_fit_runs,
     drain,
-    interleaved,
     isolate_tracking,
     parse_options,
     print_rows,
@@ -148,15 +147,12 @@ def rows(options: argparse.Namespace, scratch: Path | None = None) -> list[Row]:
     batches = draw_batches(cli, options.steps)
     runs = {"lightning": lightning_block(cli, batches, scratch), "plain": plain_block(cli, batches)}
     ratios, steps = [], {"lightning": [], "plain": []}
-    for _ in range(options.blocks):
-        # One round each time, so each ratio compares neighbours in time.
-        medians = {
-            name: statistics.median(samples) for name, samples in interleaved(runs, 1).items()
-        }
+    for index in range(options.blocks):
+        order = list(runs) if index % 2 == 0 else list(reversed(runs))  # neither always first
+        medians = {name: statistics.median(runs[name]()) for name in order}
         ratios.append(medians["lightning"] / medians["plain"])
         for name, median in medians.items():
             steps[name].append(median)
-        runs = dict(reversed(runs.items()))  # neither side always goes first
     ratio = statistics.median(ratios)
     lightning, plain = (statistics.median(steps[name]) for name in ("lightning", "plain"))
     quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratio, ratio, ratio]

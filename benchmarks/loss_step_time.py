@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from benchmarks.bench_common import in_layout
 from datamodules.distance import signed_distance_maps
 from lightning_modules.losses import build_loss
-from lightning_modules.memory_format import to_channels_last
 from lightning_modules.networks import build_network
 
 CLASSES = 5
@@ -55,8 +55,7 @@ def make_step(
         depth=4,
         base_channels=16,
     )
-    if channels_last:
-        to_channels_last(network)
+    in_layout(network, channels_last=channels_last)
     loss = build_loss(base, weighting)
     optimiser = torch.optim.AdamW(network.parameters(), lr=1e-3)
 

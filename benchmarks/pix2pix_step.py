@@ -26,26 +26,19 @@ from collections.abc import Callable
 
 import torch
 
+from benchmarks.bench_common import in_layout
 from datamodules.head_mask import head_mask
 from lightning_modules.image_metrics import image_metrics
 from lightning_modules.losses import build_loss
-from lightning_modules.memory_format import to_channels_last
 from lightning_modules.networks import build_network
 from lightning_modules.pix2pix import Pix2PixModule
 
 UNET = {"depth": 4, "base_channels": 16, "norm": "batch", "dropout": 0.0}
 
 
-def in_layout(module: torch.nn.Module, channels_last: bool) -> torch.nn.Module:
-    if channels_last:
-        to_channels_last(module)
-    return module
-
-
 def pix2pix_step(channels_last: bool) -> Callable[[], None]:
-    module = in_layout(
-        Pix2PixModule(source=["a"], target="b", generator_options=UNET), channels_last
-    )
+    module = Pix2PixModule(source=["a"], target="b", generator_options=UNET)
+    in_layout(module, channels_last=channels_last)
     betas = (0.5, 0.999)
     generator_opt = torch.optim.Adam(module.network.parameters(), lr=2e-4, betas=betas)
     discriminator_opt = torch.optim.Adam(module.discriminator.parameters(), lr=2e-4, betas=betas)
@@ -84,7 +77,7 @@ def pix2pix_step(channels_last: bool) -> Callable[[], None]:
 
 def segmentation_step(channels_last: bool) -> Callable[[], None]:
     network = build_network("unet", spatial_dims=2, in_channels=2, out_channels=5, **UNET)
-    in_layout(network, channels_last)
+    in_layout(network, channels_last=channels_last)
     loss = build_loss("dice_ce", "none")
     optimiser = torch.optim.AdamW(network.parameters(), lr=2e-3)
     image, label = torch.randn(16, 2, 64, 64), torch.randint(0, 5, (16, 64, 64))
@@ -125,7 +118,7 @@ def main() -> None:
             times[name].append(seconds(run))
     medians = {name: statistics.median(values) for name, values in times.items()}
     module = Pix2PixModule(source=["a"], target="b", generator_options=UNET).eval()
-    in_layout(module, channels_last)
+    in_layout(module, channels_last=channels_last)
     volume = torch.randn(2, 96, 96, 64)
     generation = statistics.median(seconds(lambda: module.generate(volume)) for _ in range(3))
     generated = module.generate(volume)
