@@ -1,4 +1,5 @@
-"""Tests for datamodules.phantom.distractors: brain-like blobs outside the brain, off by default."""
+"""Tests for datamodules.phantom.distractors: brain-like blobs in fluid outside the brain, off by
+default."""
 
 from __future__ import annotations
 
@@ -95,11 +96,32 @@ def test_distractors_look_like_brain_tissue(
     assert np.mean((core >= low) & (core <= high)) > 0.85
 
 
+def test_each_blob_lies_in_a_sheath_of_fluid(distracted: dict[str, np.ndarray]) -> None:
+    """The voxels around a blob have the CSF's signal: bright in cisternography, dark in the
+    angiography, as the brain's own rim; without the sheath they are scalp and bone."""
+    blobs, label = distracted[DISTRACTOR_KEY], distracted["label"]
+    # The CSF layer around the cerebrum, away from vessels: the rim a blob should look like.
+    cerebrum = label == 1
+    csf_rim = ndimage.binary_dilation(cerebrum, iterations=2) & ~cerebrum & (label == 0)
+    shell = ndimage.binary_dilation(blobs) & ~blobs
+    for channel in CHANNELS:
+        image = distracted[channel]
+        rim, around, core = (
+            np.median(image[mask]) for mask in (csf_rim, shell, ndimage.binary_erosion(blobs))
+        )
+        # On the CSF's side of the blob's own signal, and as far from it as the brain's rim.
+        assert np.sign(around - core) == np.sign(rim - core), channel
+        assert abs(around - core) > 0.5 * abs(rim - core), (channel, rim, around, core)
+
+
 def test_the_rest_of_the_subject_is_unchanged(
     plain: dict[str, np.ndarray], distracted: dict[str, np.ndarray]
 ) -> None:
-    """Beyond the blur of the blobs both images are those of the subject without them."""
-    near = ndimage.binary_dilation(distracted[DISTRACTOR_KEY], np.ones((5, 5, 5), dtype=bool))
+    """Beyond the blobs' sheaths and their blur both images are those of the subject without
+    them."""
+    # The sheath (4 mm, 2 voxels) and the blur of its edge (2 voxels).
+    reach = 2 * (round(DISTRACTORS.sheath_mm / min(DEFAULT_SPACING)) + 2) + 1
+    near = ndimage.binary_dilation(distracted[DISTRACTOR_KEY], np.ones((reach,) * 3, dtype=bool))
     for channel in CHANNELS:
         np.testing.assert_array_equal(distracted[channel][~near], plain[channel][~near])
         assert not np.array_equal(distracted[channel], plain[channel])

@@ -1,9 +1,10 @@
-"""Opt-in distractors: blobs of brain-like tissue outside the skull, labelled background.
+"""Opt-in distractors: blobs of brain-like tissue in fluid sheaths outside the skull, background.
 
 On real head MRI a segmentation network's worst errors are scattered false positives far from
 the brain, on tissue that looks like brain in both contrasts; these blobs give the phantom such
-tissue (see `datamodules.phantom.anatomy.DistractorShape`). They only replace scalp and bone, so
-every labelled structure, the CSF and the vessels stay exactly as they were.
+tissue, each wrapped in fluid as the brain is in CSF (see
+`datamodules.phantom.anatomy.DistractorShape`). They only replace scalp and bone, so every
+labelled structure, the CSF and the vessels stay exactly as they were.
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ def _sample_blob(
     depth: np.ndarray,
     shape: DistractorShape,
 ) -> Ellipsoid:
-    """Draw one blob: a radius, then a centre at least that deep inside the free host tissue."""
-    radius = min(rng.uniform(*shape.radius_mm), float(depth.max()))
-    candidates = np.flatnonzero(depth >= radius)
+    """Draw one blob: a radius, then a centre deep enough in the free host tissue for it and its
+    sheath."""
+    room = depth - shape.sheath_mm
+    radius = min(rng.uniform(*shape.radius_mm), float(room.max()))
+    candidates = np.flatnonzero(room >= radius)
     centre = candidates[rng.integers(len(candidates))]
     semi_axes = radius * np.concatenate([[1.0], rng.uniform(*shape.aspect, size=2)])
     return Ellipsoid(
@@ -76,13 +79,14 @@ def distractor_mask(
     count: int,
     voxel_mm: np.ndarray,
     shape: DistractorShape,
-) -> np.ndarray:
-    """Return the voxels of `count` separate blobs placed at random in the scalp and bone.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the voxels of `count` separate blobs placed at random in the scalp and bone, and of
+    their fluid sheaths, as two boolean maps.
 
-    Blobs are placed one by one where the free host tissue is deep enough for them (a distance
-    transform in template mm), so that they rarely touch its borders, and are clipped to it so
-    that they never cover anything else. Where there is too little room (coarse grids) a blob
-    shrinks to what fits; where there is none it is left out.
+    Blobs are placed one by one where the free host tissue is deep enough for them and their
+    sheath (a distance transform in template mm), so that they rarely touch its borders, and are
+    clipped to it so that they never cover anything else. Where there is too little room (coarse
+    grids) a blob shrinks to what fits; where there is none it is left out.
 
     Args:
         rng: the distractors' generator (`distractor_rng`).
@@ -95,14 +99,20 @@ def distractor_mask(
         shape: sizes and clearances of the blobs.
     """
     free = _host_mask(tissue, vessels, voxel_mm, shape)
-    mask = np.zeros(tissue.shape, dtype=bool)
+    blobs = np.zeros(tissue.shape, dtype=bool)
+    sheaths = np.zeros(tissue.shape, dtype=bool)
     for _ in range(count):
         depth = ndimage.distance_transform_edt(free, sampling=voxel_mm)
-        if depth.max() <= 0:
+        if depth.max() <= shape.sheath_mm:
             break
         blob = _sample_blob(rng, coords, depth, shape)
         inside = (blob.level(coords) + roughness < 1) & free
-        mask |= inside
-        # A voxel's gap to the next blob keeps the blobs apart, so that `count` of them show.
-        free &= ~ndimage.binary_dilation(inside)
-    return mask
+        if not inside.any():
+            continue
+        gap = ndimage.distance_transform_edt(~inside, sampling=voxel_mm)
+        sheath = (gap <= shape.sheath_mm) & free & ~inside
+        blobs |= inside
+        sheaths |= sheath
+        # A voxel's gap to the next sheath keeps the blobs apart, so that `count` of them show.
+        free &= ~ndimage.binary_dilation(inside | sheath)
+    return blobs, sheaths

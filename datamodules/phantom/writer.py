@@ -113,7 +113,7 @@ def generate_subject(
     tissue = tissue_map(coords, anatomy, roughness, vessels)
     blobs = None
     if distractors:
-        blobs = distractor_mask(
+        blobs, sheaths = distractor_mask(
             distractor_rng(rng),
             coords,
             tissue,
@@ -123,6 +123,7 @@ def generate_subject(
             voxel_mm=voxel_mm,
             shape=DISTRACTORS,
         )
+        tissue[sheaths] = Tissue.CSF
         tissue[blobs] = Tissue.MUSCLE
     vessel_fraction = np.clip(0.5 - vessels.surface / mean_voxel, 0.0, 1.0)
 
