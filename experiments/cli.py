@@ -78,8 +78,8 @@ def phantom_main(args: Sequence[str]) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="blobs of brain-like tissue outside the skull per subject, labelled background "
-        "(a harder phantom; default 0)",
+        help="blobs of brain-like tissue in a sheath of fluid outside the skull per subject, "
+        "labelled background (a harder phantom; default 0)",
     )
     options = parser.parse_args(args)
     if options.subjects < 1:

@@ -15,7 +15,8 @@ deformed coordinate grid. One module per concept:
 - `geometry`: grid checks, the affine and each subject's template coordinates.
 - `vessels`: the vessel tree, its per-subject sampling and rasterisation.
 - `tissues`: tissue and label maps.
-- `distractors`: opt-in blobs of brain-like tissue outside the skull, labelled background.
+- `distractors`: opt-in blobs of brain-like tissue in fluid outside the skull, labelled
+  background.
 - `contrast`: the two contrasts' intensity models and rendering.
 - `writer`: one subject's arrays, and a cohort on disk (NIfTI, manifest, description).
 

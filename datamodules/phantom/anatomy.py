@@ -135,15 +135,15 @@ class DistractorShape:
     soft tissue of the face) and draws scattered false positives far from the brain, which the
     plain phantom lacks. Each blob is an ellipsoid, roughened like the brain, placed at random
     where scalp or bone leaves room for it: in this phantom mostly the face, skull base and neck.
-    A sheath of fluid with the CSF's signal wraps each blob, as the optic nerve's sheath or an eye
-    globe's fluid wraps tissue in heavy-T2 images: brain-like tissue in bright fluid is what the
-    brain itself looks like there, so that a network cannot reject a blob by its rim alone.
+    A sheath of fluid with the CSF's signal wraps each blob, as CSF wraps the optic nerve in its
+    sheath: in heavy-T2 images brain-like tissue in bright fluid is what the brain itself looks
+    like, so that a network cannot reject a blob by its rim alone.
     """
 
     radius_mm: tuple[float, float] = (6.0, 15.0)  # longest semi-axis: a small gyrus
     aspect: tuple[float, float] = (0.6, 1.0)  # the other two semi-axes, relative to the longest
     brain_clearance_mm: float = 4.0  # from labelled tissue: false positives far from the brain
-    sheath_mm: float = 4.0  # fluid around each blob, as thick as the CSF layer around the brain
+    sheath_mm: float = 4.0  # fluid around each blob; the brain's CSF layer is 5 mm
     vessel_clearance_mm: float = 2.0  # off vessels, whose label and signal would override it
 
 
