@@ -2,12 +2,18 @@
 
 Intensity augmentations that assume positive MR intensities (bias field, gamma)
 run before normalisation; noise is added after it, on the normalised scale.
+
+Every step is built with ``copy=False``: TorchIO's ``Compose`` (and the
+``SubjectsDataset`` before it) already deep-copy the subject, and a deep copy per
+step of every volume, distance maps included, was a third of a training subject's
+preparation (``benchmarks/data_wait.py``). The steps draw the same random numbers
+either way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torchio as tio
@@ -21,14 +27,45 @@ def foreground(tensor: torch.Tensor) -> torch.Tensor:
     return tensor > tensor.mean()
 
 
+class LookupRemapLabels(tio.RemapLabels):
+    """``tio.RemapLabels`` through a lookup table: the same labels, one pass over the volume.
+
+    TorchIO's version finds the volume's unique values and then masks it once per mapped
+    value, a tenth of a training subject's preparation on the phantom; a table indexed by
+    label value does it in one gather. Values the mapping does not name stay as they are.
+    Label values are whole numbers >= 0 (the manifest checks say so).
+
+    Example:
+        >>> remap = LookupRemapLabels({4: 1, 1: 4})
+        >>> remap(tio.LabelMap(tensor=torch.tensor([[[[0, 1, 4, 7]]]]))).data.flatten().tolist()
+        [0, 4, 1, 7]
+    """
+
+    def __init__(self, remapping: dict[int, int], **kwargs: Any) -> None:
+        if "masking_method" in kwargs:
+            raise TypeError("LookupRemapLabels remaps every voxel: it takes no masking_method")
+        super().__init__(remapping, **kwargs)
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        for image in self.get_images(subject):
+            data = image.data
+            size = max(int(data.max()), *self.remapping) + 1
+            table = torch.arange(size, dtype=data.dtype)
+            table[list(self.remapping)] = torch.tensor(
+                list(self.remapping.values()), dtype=data.dtype
+            )
+            image.set_data(table[data.long()])
+        return subject
+
+
 def remap_labels(to_index: Mapping[int, int]) -> tio.Transform:
     """Map file label values to consecutive class indices of the task."""
-    return tio.RemapLabels(dict(to_index), include=["label"])
+    return LookupRemapLabels(dict(to_index), include=["label"], copy=False)
 
 
 def normalise(channels: Sequence[str]) -> tio.Transform:
     """Per-channel z-score over the head, so contrasts on any scanner scale agree."""
-    return tio.ZNormalization(masking_method=foreground, include=list(channels))
+    return tio.ZNormalization(masking_method=foreground, include=list(channels), copy=False)
 
 
 def augmentation(
@@ -46,21 +83,22 @@ def augmentation(
     if preset == "none":
         return [], []
     in_plane = (0, 0, 10) if spatial_dims == 2 else 10
-    flip = tio.RandomFlip(axes=("LR",))
+    flip = tio.RandomFlip(axes=("LR",), copy=False)
     if preset == "light":
         small = (0, 0, 5) if spatial_dims == 2 else 5
-        return [flip, tio.RandomAffine(scales=0.05, degrees=small, p=0.5)], []
+        return [flip, tio.RandomAffine(scales=0.05, degrees=small, p=0.5, copy=False)], []
     spatial = [
         flip,
-        tio.RandomAffine(scales=0.1, degrees=in_plane, p=0.5),
-        tio.RandomElasticDeformation(num_control_points=7, max_displacement=4, p=0.25),
+        tio.RandomAffine(scales=0.1, degrees=in_plane, p=0.5, copy=False),
+        tio.RandomElasticDeformation(num_control_points=7, max_displacement=4, p=0.25, copy=False),
     ]
     include = list(channels)
     intensity = [
-        tio.RandomBiasField(coefficients=0.3, p=0.3, include=include),
-        tio.RandomGamma(log_gamma=0.2, p=0.3, include=include),
+        tio.RandomBiasField(coefficients=0.3, p=0.3, include=include, copy=False),
+        tio.RandomGamma(log_gamma=0.2, p=0.3, include=include, copy=False),
     ]
-    return spatial + intensity, [tio.RandomNoise(std=(0, 0.05), p=0.3, include=include)]
+    noise = tio.RandomNoise(std=(0, 0.05), p=0.3, include=include, copy=False)
+    return spatial + intensity, [noise]
 
 
 def subject_transform(
