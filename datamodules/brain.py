@@ -238,13 +238,7 @@ class BrainDataModule(pl.LightningDataModule):
         if not records:
             raise ValueError(f"manifest {self.manifest} has no {split!r} subjects")
         has_label = all(record.label is not None for record in records)
-        transform = subject_transform(
-            self.task.to_index,
-            channels=self.channels,
-            preset=self.augmentation if augment else "none",
-            spatial_dims=self.spatial_dims,
-            has_label=has_label,
-        )
+        transform = self.transform(augment=augment, has_label=has_label)
         subjects = [to_subject(r) for r in records]
         if split == "train" and self.weak is not None:
             weak = self._drawn_weak_labels()
@@ -262,6 +256,16 @@ class BrainDataModule(pl.LightningDataModule):
                     tio.ScalarImage(tensor=maps, affine=subject["label"].affine), "distance"
                 )
         return tio.SubjectsDataset(subjects, transform=transform)
+
+    def transform(self, *, augment: bool = False, has_label: bool = True) -> tio.Compose:
+        """The preprocessing every subject gets, with the augmentation preset if ``augment``."""
+        return subject_transform(
+            self.task.to_index,
+            channels=self.channels,
+            preset=self.augmentation if augment else "none",
+            spatial_dims=self.spatial_dims,
+            has_label=has_label,
+        )
 
     def _patch_shape(self) -> tuple[int, ...]:
         """The training patch in the volume's three axes (2D: one voxel thick)."""

@@ -11,18 +11,21 @@ CRC fails still reads as plausible voxels, because nibabel stops before the trai
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from datamodules.manifest_records import (
+    FileVersion,
     SubjectRecord,
     absolute_path,
     describe_error,
     file_problem,
     raise_manifest_error,
     record_files,
+    settled_version,
 )
 
 FINGERPRINT_LENGTH = 16
@@ -66,11 +69,24 @@ def manifest_fingerprint(csv_path: str | Path, records: Sequence[SubjectRecord])
 
 
 def _file_digest(path: Path) -> bytes:
-    """SHA-256 of a file, streamed in chunks so volumes are never held whole.
+    """SHA-256 of a file, read once per settled version of it (``settled_version``).
 
     Raises:
+        OSError: the file cannot be read.
         zlib.error, EOFError: a gzip file whose stream or CRC is damaged.
     """
+    version = settled_version(path)
+    return _read_digest(path) if version is None else _remembered_digest(path, version)
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_digest(path: Path, version: FileVersion) -> bytes:
+    """``_read_digest`` of a file at ``version``; errors are raised, not remembered."""
+    return _read_digest(path)
+
+
+def _read_digest(path: Path) -> bytes:
+    """SHA-256 of a file, streamed in chunks so volumes are never held whole."""
     digest = hashlib.sha256()
     check: GzipCheck | None = None
     with path.open("rb") as file:

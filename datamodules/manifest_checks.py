@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import errno
+import functools
 import gzip
 import os
 import zlib
@@ -35,6 +36,7 @@ from nibabel.spatialimages import HeaderDataError
 from datamodules.labels import integral_mask
 from datamodules.manifest_records import (
     LABEL_COLUMN,
+    FileVersion,
     ManifestError,
     SubjectRecord,
     absolute_path,
@@ -42,6 +44,7 @@ from datamodules.manifest_records import (
     file_problem,
     raise_manifest_error,
     record_files,
+    settled_version,
 )
 
 # Voxel sizes are stored as float32 in NIfTI headers; 1e-3 mm absorbs round-off, not real shifts.
@@ -129,6 +132,26 @@ def _subject_problems(
 
 
 def _file_problems(path: Path, label_values: frozenset[int] | None) -> tuple[_Geometry, list[str]]:
+    """``_read_file_problems``, once per settled version of the file (``settled_version``)."""
+    version = settled_version(path)
+    if version is None:  # unreadable (the read says why) or still changing
+        return _read_file_problems(path, label_values)
+    geometry, problems = _remembered_file_problems(path, version, label_values)
+    return geometry, list(problems)
+
+
+@functools.lru_cache(maxsize=4096)
+def _remembered_file_problems(
+    path: Path, version: FileVersion, label_values: frozenset[int] | None
+) -> tuple[_Geometry, tuple[str, ...]]:
+    """``_read_file_problems`` of a file at ``version``; errors are raised, not remembered."""
+    geometry, problems = _read_file_problems(path, label_values)
+    return geometry, tuple(problems)
+
+
+def _read_file_problems(
+    path: Path, label_values: frozenset[int] | None
+) -> tuple[_Geometry, list[str]]:
     """Read one volume and check its voxels; its data is freed when this returns.
 
     Args:

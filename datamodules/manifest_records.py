@@ -9,6 +9,7 @@ modules free of import cycles.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,30 @@ def describe_error(error: BaseException) -> str:
     """Return an exception's first message line, for embedding in a problem line."""
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+FileVersion = tuple[str, int, int]
+# A file modified more recently than this may change again within its timestamp's
+# granularity (milliseconds on common file systems) unseen: it is never remembered.
+SETTLED_SECONDS = 2.0
+
+
+def settled_version(path: Path) -> FileVersion | None:
+    """A file's absolute path, size and modification time (ns), if it has settled.
+
+    The checks and the fingerprint remember each file by it, so that the variants of an
+    ablation, which load the same cohort one after another in a worker, read each file
+    once, while a file written anew (another size or time) is read again. None, for a
+    file that cannot be read or was modified in the last ``SETTLED_SECONDS``: read it,
+    and remember nothing (as git re-reads files as new as its index).
+    """
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    if time.time_ns() - stat.st_mtime_ns < SETTLED_SECONDS * 1e9:
+        return None
+    return str(absolute_path(path)), stat.st_size, stat.st_mtime_ns
 
 
 def absolute_path(path: Path) -> Path:

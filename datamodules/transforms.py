@@ -4,10 +4,11 @@ Intensity augmentations that assume positive MR intensities (bias field, gamma)
 run before normalisation; noise is added after it, on the normalised scale.
 
 Every step is built with ``copy=False``: TorchIO's ``Compose`` (and the
-``SubjectsDataset`` before it) already deep-copy the subject, and a deep copy per
-step of every volume, distance maps included, was a third of a training subject's
-preparation (``benchmarks/data_wait.py``). The steps draw the same random numbers
-either way.
+``SubjectsDataset`` before it) already deep-copy the subject, so a deep copy per step
+of every volume, distance maps included, only cost time
+(``benchmarks/subject_preparation.py``). The steps draw the same random numbers
+either way. They therefore change the subject they are given: use them through
+``subject_transform``.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ class LookupRemapLabels(tio.RemapLabels):
     """``tio.RemapLabels`` through a lookup table: the same labels, one pass over the volume.
 
     TorchIO's version finds the volume's unique values and then masks it once per mapped
-    value, a tenth of a training subject's preparation on the phantom; a table indexed by
-    label value does it in one gather. Values the mapping does not name stay as they are.
-    Label values are whole numbers >= 0 (the manifest checks say so).
+    value; a table indexed by label value does it in one gather
+    (``benchmarks/subject_preparation.py`` times the two). Values the mapping does not name
+    stay as they are, as TorchIO leaves them (``datamodules.tasks.index_volume``, for the
+    loss's class frequencies, sends them to 0 instead: the manifest checks reject them). A
+    float label map, or negative values (no checked manifest has either), take TorchIO's
+    own path.
 
     Example:
         >>> remap = LookupRemapLabels({4: 1, 1: 4})
@@ -42,20 +46,29 @@ class LookupRemapLabels(tio.RemapLabels):
     """
 
     def __init__(self, remapping: dict[int, int], **kwargs: Any) -> None:
-        if "masking_method" in kwargs:
+        if kwargs.get("masking_method") is not None:
             raise TypeError("LookupRemapLabels remaps every voxel: it takes no masking_method")
+        kwargs.pop("masking_method", None)
         super().__init__(remapping, **kwargs)
+        # What TorchIO records to replay the step (subject.get_applied_transforms()).
+        self.args_names = ["remapping"]
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        for image in self.get_images(subject):
+        images = self.get_images(subject)
+        if not self.remapping or min(self.remapping) < 0 or not all(map(_indexable, images)):
+            return super().apply_transform(subject)
+        for image in images:
             data = image.data
-            size = max(int(data.max()), *self.remapping) + 1
-            table = torch.arange(size, dtype=data.dtype)
-            table[list(self.remapping)] = torch.tensor(
-                list(self.remapping.values()), dtype=data.dtype
-            )
+            table = torch.arange(max(int(data.max()), *self.remapping) + 1).to(data.dtype)
+            mapped = torch.tensor(list(self.remapping.values())).to(data.dtype)
+            table[list(self.remapping)] = mapped
             image.set_data(table[data.long()])
         return subject
+
+
+def _indexable(image: tio.Image) -> bool:
+    """Whether a label map's values can index a table: whole numbers >= 0."""
+    return not image.data.is_floating_point() and int(image.data.min()) >= 0
 
 
 def remap_labels(to_index: Mapping[int, int]) -> tio.Transform:

@@ -25,6 +25,7 @@ import lightning.pytorch as pl
 import torch
 
 from experiments.stability import PREFIX, curve_stability
+from lightning_modules.inference import class_indices
 from lightning_modules.metrics import dice_per_class
 
 PROBE_DICE = "probe/dice_mean"
@@ -140,7 +141,7 @@ class StabilityRecorder(pl.Callback):
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             dice = [
                 dice_per_class(
-                    pl_module.segment(image.to(pl_module.device)).argmax(0).cpu(),
+                    class_indices(pl_module.segment(image.to(pl_module.device))).cpu(),
                     label,
                     len(pl_module.class_names),
                 ).mean()

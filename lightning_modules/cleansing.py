@@ -26,6 +26,7 @@ from torch import nn
 from datamodules.contract import SegmentationData
 from datamodules.slice_selection import SliceSelection, labelled_slices, slice_groups
 from lightning_modules.divergence import check_finite
+from lightning_modules.inference import class_indices
 from lightning_modules.segmentation import SegmentationModule
 
 Scope = Literal["cohort", "subject"]
@@ -223,7 +224,7 @@ class LabelCleansingModule(SegmentationModule):
                 count[seen] -= 1
         shape = [1, -1] + [1] * (total.ndim - 2)
         mean = total / count.view(shape).to(total)
-        return mean.movedim(1, self.axis + 1).argmax(0)
+        return class_indices(mean.movedim(1, self.axis + 1))
 
     def selection_record(self) -> dict[str, dict[str, list[int]]]:
         """Subject -> group -> the slices that group's network trained on (JSON-ready)."""

@@ -1,7 +1,10 @@
 """Per-case segmentation metrics: Dice, HD95 and ASSD in millimetres.
 
 Surface distances come from MONAI, with the voxel spacing of each case, so the
-numbers are in mm whatever the resolution. Conventions for empty structures,
+numbers are in mm whatever the resolution. Each class's distances are computed once
+and give both HD95 and ASSD, as MONAI's ``compute_hausdorff_distance`` and
+``compute_average_surface_distance`` reduce them (each of those computes them anew:
+twice the distance transforms for the same numbers). Conventions for empty structures,
 which MONAI leaves as NaN or inf, are made explicit here:
 
 - truth and prediction both empty: Dice 1, HD95 and ASSD 0 (a correct "absent");
@@ -18,8 +21,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 import torch
-from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
-from torch.nn import functional as F
+from monai.metrics.utils import get_edge_surface_distance
 
 METRICS: tuple[str, ...] = ("dice", "hd95", "assd", "precision", "recall")
 
@@ -29,7 +31,11 @@ def dice_per_class(prediction: torch.Tensor, truth: torch.Tensor, num_classes: i
 
     Returns a ``(num_classes - 1,)`` tensor; a class absent from both maps scores 1.
     """
-    overlap, predicted, actual = _voxel_counts(prediction, truth, num_classes)
+    return _dice(*_voxel_counts(prediction, truth, num_classes))
+
+
+def _dice(overlap: torch.Tensor, predicted: torch.Tensor, actual: torch.Tensor) -> torch.Tensor:
+    """Dice of voxel counts per class; 1 for a class absent from both maps."""
     total = predicted + actual
     return torch.where(total > 0, 2 * overlap / total.clamp_min(1), torch.ones_like(total))
 
@@ -37,10 +43,18 @@ def dice_per_class(prediction: torch.Tensor, truth: torch.Tensor, num_classes: i
 def _voxel_counts(
     prediction: torch.Tensor, truth: torch.Tensor, num_classes: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """True positives, predicted and actual voxels of each foreground class."""
-    predicted = F.one_hot(prediction.long().flatten(), num_classes)[:, 1:].float()
-    actual = F.one_hot(truth.long().flatten(), num_classes)[:, 1:].float()
-    return (predicted * actual).sum(0), predicted.sum(0), actual.sum(0)
+    """True positives, predicted and actual voxels of each foreground class.
+
+    Read off the confusion matrix, one ``bincount`` over the volume (a one-hot encoding
+    of both maps would hold ``num_classes`` times the volume).
+    """
+    predicted, actual = prediction.long().flatten(), truth.long().flatten()
+    for name, labels in (("prediction", predicted), ("truth", actual)):
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
+            raise ValueError(f"{name} holds class indices outside 0..{num_classes - 1}")
+    confusion = torch.bincount(actual * num_classes + predicted, minlength=num_classes**2)
+    confusion = confusion.view(num_classes, num_classes).float()  # truth x prediction
+    return confusion.diagonal()[1:], confusion.sum(0)[1:], confusion.sum(1)[1:]
 
 
 def _ratio(
@@ -72,29 +86,18 @@ def case_metrics(
     if prediction.shape != truth.shape:
         raise ValueError(f"prediction {tuple(prediction.shape)} and truth {tuple(truth.shape)}")
     num_classes = len(class_names)
-    dice = dice_per_class(prediction, truth, num_classes)
     overlap, predicted_count, actual_count = _voxel_counts(prediction, truth, num_classes)
+    dice = _dice(overlap, predicted_count, actual_count)
     both_empty = (predicted_count + actual_count) == 0
     precision = _ratio(overlap, predicted_count, both_empty)
     recall = _ratio(overlap, actual_count, both_empty)
-    predicted = _one_hot(prediction, num_classes)
-    actual = _one_hot(truth, num_classes)
     spacing = [float(s) for s in spacing]
-    with warnings.catch_warnings():
-        # MONAI warns about empty classes; they are resolved explicitly below.
-        warnings.simplefilter("ignore")
-        hd95 = compute_hausdorff_distance(
-            predicted, actual, include_background=False, percentile=95, spacing=spacing
-        )[0]
-        assd = compute_average_surface_distance(
-            predicted, actual, include_background=False, symmetric=True, spacing=spacing
-        )[0]
     rows = []
     for index in range(1, num_classes):
-        has_prediction = bool(predicted[0, index].any())
-        has_truth = bool(actual[0, index].any())
+        has_prediction = bool(predicted_count[index - 1] > 0)
+        has_truth = bool(actual_count[index - 1] > 0)
         if has_prediction and has_truth:
-            distances = (float(hd95[index - 1]), float(assd[index - 1]))
+            distances = surface_distances(prediction == index, truth == index, spacing)
         elif not has_prediction and not has_truth:
             distances = (0.0, 0.0)
         else:
@@ -113,6 +116,21 @@ def case_metrics(
     return pd.DataFrame(rows, columns=["class", *METRICS])
 
 
-def _one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``(*spatial)`` indices -> ``(1, C, *spatial)`` one-hot, the layout MONAI expects."""
-    return F.one_hot(labels.long(), num_classes).movedim(-1, 0).unsqueeze(0)
+def surface_distances(
+    predicted: torch.Tensor, actual: torch.Tensor, spacing: Sequence[float]
+) -> tuple[float, float]:
+    """HD95 and ASSD (mm) of two non-empty binary maps ``(*spatial)``, as MONAI gives them.
+
+    MONAI's symmetric surface distances (prediction to truth and back) reduced as its
+    ``compute_hausdorff_distance(percentile=95)`` does (the larger of the two directed
+    95th percentiles) and its ``compute_average_surface_distance(symmetric=True)`` (the
+    mean over both), in float32 as those return them.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MONAI's note on empty maps: callers rule them out
+        _, directed, _ = get_edge_surface_distance(
+            predicted.float(), actual.float(), spacing=list(spacing), symmetric=True
+        )
+    hd95 = torch.stack([torch.quantile(d, 0.95) for d in directed]).max()
+    assd = torch.cat(directed).mean()
+    return float(hd95.float()), float(assd.float())

@@ -21,7 +21,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from datamodules.contract import SegmentationData
 from lightning_modules.distributed import gather_cases
 from lightning_modules.divergence import check_finite
-from lightning_modules.inference import predict_volume
+from lightning_modules.inference import class_indices, predict_volume
 from lightning_modules.losses import WEIGHTINGS, LossWeighting, build_loss
 from lightning_modules.metrics import METRICS, case_metrics, dice_per_class
 from lightning_modules.networks import build_network
@@ -197,7 +197,7 @@ class SegmentationModule(pl.LightningModule):
         label = batch["label"][0]
         loss = self.loss(logits.unsqueeze(0), label.unsqueeze(0), distance=batch.get("distance"))
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=1)
-        prediction, num_classes = logits.argmax(0), len(self.class_names)
+        prediction, num_classes = class_indices(logits), len(self.class_names)
         if self.postprocessing:
             # Dice with and without keep-largest, not the volumes: what the choice needs
             # is small enough to keep for every case and to gather across DDP ranks.
@@ -251,7 +251,7 @@ class SegmentationModule(pl.LightningModule):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         image, label = batch["image"][0], batch["label"][0]
-        raw = self.segment(image).argmax(0).cpu()
+        raw = class_indices(self.segment(image)).cpu()
         prediction, label = self.postprocess(raw), label.cpu()
         options = {"class_names": self.class_names, "spacing": batch["spacing"]}
         rows = case_metrics(prediction, label, **options)
@@ -285,7 +285,7 @@ class SegmentationModule(pl.LightningModule):
     # ---------------------------------------------------------------- predict
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         """Class indices ``(H, W, D)`` of one volume, with what a writer needs."""
-        prediction = self.postprocess(self.segment(batch["image"][0]).argmax(0))
+        prediction = self.postprocess(class_indices(self.segment(batch["image"][0])))
         return {
             "subject": batch["subject"],
             "prediction": prediction.cpu(),

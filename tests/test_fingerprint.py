@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 
+from datamodules import fingerprint as fingerprint_module
 from datamodules.fingerprint import FINGERPRINT_LENGTH, manifest_fingerprint
 from datamodules.manifest import ManifestError, read_manifest
 from tests.manifest_cohort import CHANNELS, image, set_cell, write_cohort, write_volume
@@ -95,3 +97,27 @@ def test_multi_member_and_zero_padded_gzip_files_are_accepted(manifest: Path) ->
     half = len(raw) // 2
     path.write_bytes(gzip.compress(raw[:half]) + gzip.compress(raw[half:]) + b"\0" * 16)
     assert len(manifest_fingerprint(manifest, read_manifest(manifest, CHANNELS))) == 16
+
+
+def test_settled_files_are_read_once_until_they_change(
+    manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ablation fingerprints one cohort per variant: settled files are hashed once."""
+    files = [manifest, *(path for path in manifest.parent.rglob("*.nii.gz"))]
+    for path in files:
+        os.utime(path, ns=(0, 10**9))  # settled long ago
+    reads: list[Path] = []
+    real_read = fingerprint_module._read_digest
+    monkeypatch.setattr(
+        fingerprint_module, "_read_digest", lambda path: reads.append(path) or real_read(path)
+    )
+    before = fingerprint(manifest)
+    assert fingerprint(manifest) == before
+    assert len(reads) == len(files)
+    changed = manifest.parent / "s1" / "t2.nii.gz"
+    write_volume(changed, image(99))
+    assert fingerprint(manifest) != before  # just written: read although remembered
+    os.utime(changed, ns=(0, 2 * 10**9))
+    assert fingerprint(manifest) != before
+    assert fingerprint(manifest) != before
+    assert reads[len(files) :] == [changed, changed]  # then remembered again

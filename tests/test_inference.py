@@ -6,7 +6,7 @@ import pytest
 import torch
 from monai.inferers import SliceInferer
 
-from lightning_modules.inference import predict_slices, predict_volume
+from lightning_modules.inference import class_indices, predict_slices, predict_volume
 from lightning_modules.networks import build_network
 
 
@@ -43,3 +43,14 @@ def test_slices_go_in_batches_of_the_batch_size() -> None:
 
     predict_volume(record, torch.zeros(2, 16, 12, 5), spatial_dims=2, batch_size=2)
     assert shapes == [(2, 2, 16, 12), (2, 2, 16, 12), (1, 2, 16, 12)]
+
+
+@pytest.mark.parametrize("shape", [(5, 6, 7, 4), (3, 9), (2, 1)])
+def test_class_indices_equal_argmax_ties_and_nan_included(shape: tuple[int, ...]) -> None:
+    """The first class of highest logit, as ``argmax(0)`` picks it, also on ties and NaN."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randint(0, 3, shape, generator=generator).float()  # many ties
+    logits.view(-1)[:: max(1, logits.numel() // 5)] = float("nan")
+    assert torch.equal(class_indices(logits), logits.argmax(0))
+    contiguous_last = torch.randn(shape[::-1], generator=generator).movedim(-1, 0)
+    assert torch.equal(class_indices(contiguous_last), contiguous_last.argmax(0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from datamodules.manifest import ManifestError, SubjectRecord, load_manifest
+from datamodules.manifest import ManifestError, SubjectRecord, load_manifest, read_manifest
 from datamodules.manifest_checks import validate_manifest
 from tests.manifest_cohort import (
     CHANNELS,
@@ -184,3 +185,34 @@ def test_many_problems_are_summarised(tmp_path: Path) -> None:
     assert lines[0].startswith("Manifest has 25 problems, the first: subject 's0', file ")
     assert len(lines) == 1 + 20 + 1
     assert lines[-1] == "  ... and 5 more"
+
+
+def age(paths: list[Path], seconds: int) -> None:
+    """Set the files' modification time to ``seconds`` after the epoch: settled long ago."""
+    for path in paths:
+        os.utime(path, ns=(0, seconds * 10**9))
+
+
+def test_settled_files_are_read_once_and_rewritten_ones_again(
+    manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ablation checks one cohort per variant: each file is read once, until it changes."""
+    records = read_manifest(manifest, CHANNELS)
+    files = [path for record in records for path in (*record.channels.values(), record.label)]
+    reads: list[Path] = []
+    real_load = nib.load
+    monkeypatch.setattr(nib, "load", lambda path, *a, **k: reads.append(path) or real_load(path))
+    validate_manifest(records, LABEL_VALUES, csv_path=manifest)
+    validate_manifest(records, LABEL_VALUES, csv_path=manifest)
+    assert len(reads) == 2 * len(files)  # just written: read every time
+    age(files, 1)
+    validate_manifest(records, LABEL_VALUES, csv_path=manifest)
+    validate_manifest(records, LABEL_VALUES, csv_path=manifest)
+    assert len(reads) == 3 * len(files)  # settled: read once
+    bad = label()
+    bad[0, 0, 0] = 9
+    write_volume(records[0].label, bad)
+    age([records[0].label], 2)  # written anew, and settled again
+    with pytest.raises(ManifestError, match="9"):
+        validate_manifest(records, LABEL_VALUES, csv_path=manifest)
+    assert reads[3 * len(files) :] == [records[0].label]

@@ -11,10 +11,23 @@ import pytest
 from scipy import ndimage
 
 from datamodules.dataset import load_description
-from datamodules.phantom.anatomy import ANATOMY, CLASS_NAMES, DISTRACTORS, VARIABILITY, VESSEL_LABEL
+from datamodules.phantom.anatomy import (
+    ANATOMY,
+    CLASS_NAMES,
+    DISTRACTORS,
+    VARIABILITY,
+    VESSEL_LABEL,
+    Tissue,
+)
 from datamodules.phantom.contrast import CHANNELS, CISTERNOGRAPHY, _jittered_lookup
-from datamodules.phantom.distractors import _sample_blob, distractor_rng
+from datamodules.phantom.distractors import (
+    HOST_TISSUES,
+    _sample_blob,
+    distractor_mask,
+    distractor_rng,
+)
 from datamodules.phantom.geometry import DEFAULT_SHAPE, DEFAULT_SPACING, subject_coordinates
+from datamodules.phantom.vessels import VesselField
 from datamodules.phantom.writer import DESCRIPTION, DISTRACTOR_KEY, generate_subject, write_phantom
 from experiments.cli import main
 
@@ -97,21 +110,54 @@ def test_distractors_look_like_brain_tissue(
 
 
 def test_each_blob_lies_in_a_sheath_of_fluid(distracted: dict[str, np.ndarray]) -> None:
-    """The voxels around a blob have the CSF's signal: bright in cisternography, dark in the
-    angiography, as the brain's own rim; without the sheath they are scalp and bone."""
-    blobs, label = distracted[DISTRACTOR_KEY], distracted["label"]
+    """The voxels around every blob have the CSF's signal: bright in cisternography, dark in
+    the angiography, as the brain's own rim; without the sheath they are scalp and bone."""
+    label = distracted["label"]
     # The CSF layer around the cerebrum, away from vessels: the rim a blob should look like.
     cerebrum = label == 1
     csf_rim = ndimage.binary_dilation(cerebrum, iterations=2) & ~cerebrum & (label == 0)
-    shell = ndimage.binary_dilation(blobs) & ~blobs
+    blobs, count = ndimage.label(distracted[DISTRACTOR_KEY])
     for channel in CHANNELS:
         image = distracted[channel]
-        rim, around, core = (
-            np.median(image[mask]) for mask in (csf_rim, shell, ndimage.binary_erosion(blobs))
-        )
-        # On the CSF's side of the blob's own signal, and as far from it as the brain's rim.
-        assert np.sign(around - core) == np.sign(rim - core), channel
-        assert abs(around - core) > 0.5 * abs(rim - core), (channel, rim, around, core)
+        rim = np.median(image[csf_rim])
+        for index in range(1, count + 1):
+            blob = blobs == index
+            shell = ndimage.binary_dilation(blob) & ~blob
+            around, core = np.median(image[shell]), np.median(image[blob])
+            # On the CSF's side of the blob's own signal, and as far from it as the brain's rim.
+            assert np.sign(around - core) == np.sign(rim - core), (channel, index)
+            assert abs(around - core) > 0.5 * abs(rim - core), (channel, index, rim, around, core)
+
+
+def test_sheaths_replace_only_free_scalp_and_bone() -> None:
+    """On a made-up head: blobs and sheaths lie in scalp or bone, off vessels and apart."""
+    shape, voxel_mm = (40, 40, 24), np.array([2.0, 2.0, 2.0])
+    coords = np.meshgrid(*(np.arange(n) * 2.0 for n in shape), indexing="ij")
+    tissue = np.full(shape, Tissue.SKULL, dtype=np.uint8)
+    tissue[:, :10] = Tissue.SCALP
+    tissue[:, 30:] = Tissue.CSF  # fluid and brain that no blob or sheath may take
+    tissue[:, 34:] = Tissue.GREY_MATTER
+    surface = np.full(shape, np.inf)
+    surface[20] = -1.0  # a vessel through the middle of the bone
+    vessels = VesselField(surface=surface, radius=np.ones(shape), sheath=surface)
+    blobs, sheaths = distractor_mask(
+        np.random.default_rng(0),
+        coords,
+        tissue,
+        vessels,
+        np.zeros(shape),
+        count=4,
+        voxel_mm=voxel_mm,
+        shape=DISTRACTORS,
+    )
+    assert ndimage.label(blobs)[1] == 4
+    assert sheaths.any() and not (blobs & sheaths).any()
+    taken = blobs | sheaths
+    assert np.isin(tissue[taken], HOST_TISSUES).all()
+    assert (surface[taken] > DISTRACTORS.vessel_clearance_mm).all()
+    # Every blob is wrapped: its outer neighbours are sheath (or the host's edge).
+    shell = ndimage.binary_dilation(blobs) & ~blobs
+    assert np.mean(sheaths[shell]) > 0.9
 
 
 def test_the_rest_of_the_subject_is_unchanged(
@@ -132,7 +178,9 @@ def test_distractors_repeat_per_seed() -> None:
         rng = np.random.default_rng(seed)
         return generate_subject(rng, SMALL, SMALL_SPACING, distractors=3)[DISTRACTOR_KEY]
 
-    np.testing.assert_array_equal(blobs([0, 1]), blobs([0, 1]))
+    drawn = blobs([0, 1])
+    np.testing.assert_array_equal(drawn, blobs([0, 1]))
+    assert ndimage.label(drawn)[1] == 3  # the coarse grid still has room for them
 
 
 def test_distractor_stream_follows_the_subject_without_advancing_it() -> None:

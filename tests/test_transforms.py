@@ -28,9 +28,12 @@ def label_volume(values: list[int], seed: int = 0) -> torch.Tensor:
         ([0, 3, 9], {3: 1}),  # 9 is not in the mapping: it stays
         ([0, 1], {4: 1}),  # nothing to remap
         ([0, 6], {6: 0, 0: 6}),
+        ([0, 1, 2], {}),  # an empty mapping changes nothing
     ],
 )
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int64])
+@pytest.mark.parametrize(
+    "dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float32]
+)
 def test_lookup_remap_equals_torchio(
     values: list[int], remapping: dict[int, int], dtype: torch.dtype
 ) -> None:
@@ -41,9 +44,27 @@ def test_lookup_remap_equals_torchio(
     assert torch.equal(ours, theirs)
 
 
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int32, torch.float32])
+def test_lookup_remap_of_negative_values_equals_torchio(dtype: torch.dtype) -> None:
+    """Negative values cannot index a table: TorchIO's own path remaps them."""
+    tensor = label_volume([-1, 0, 2]).to(dtype)
+    ours = LookupRemapLabels({2: 1, -1: 3})(tio.LabelMap(tensor=tensor.clone())).data
+    theirs = tio.RemapLabels({2: 1, -1: 3})(tio.LabelMap(tensor=tensor.clone())).data
+    assert torch.equal(ours, theirs)
+
+
 def test_lookup_remap_refuses_a_mask() -> None:
     with pytest.raises(TypeError, match="masking_method"):
         LookupRemapLabels({1: 2}, masking_method="label")
+
+
+def test_lookup_remap_replays_from_the_history() -> None:
+    """TorchIO rebuilds applied steps from their recorded arguments (history, inverse)."""
+    out = LookupRemapLabels({3: 1})(tio.Subject(label=tio.LabelMap(tensor=label_volume([0, 3]))))
+    (replayed,) = out.get_applied_transforms()
+    assert isinstance(replayed, LookupRemapLabels) and replayed.remapping == {3: 1}
+    restored = out.apply_inverse_transform()
+    assert torch.equal(restored["label"].data, label_volume([0, 3]))
 
 
 def subject(seed: int = 0) -> tio.Subject:
@@ -74,6 +95,8 @@ def test_the_transform_leaves_its_input_alone(preset: str) -> None:
 def test_in_place_steps_give_what_copying_steps_give(preset: str) -> None:
     """The same draws and the same volumes as TorchIO's steps that each copy the subject."""
     transform = subject_transform({3: 1, 8: 2}, channels=CHANNELS, preset=preset)
+    for step in transform.transforms:
+        step.probability = 1.0  # every step applies, in every draw
     copying = copy.deepcopy(transform)
     for step in copying.transforms:
         step.copy = True

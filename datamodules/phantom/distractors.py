@@ -53,12 +53,10 @@ def _host_mask(
 def _sample_blob(
     rng: np.random.Generator,
     coords: Sequence[np.ndarray],
-    depth: np.ndarray,
+    room: np.ndarray,
     shape: DistractorShape,
 ) -> Ellipsoid:
-    """Draw one blob: a radius, then a centre deep enough in the free host tissue for it and its
-    sheath."""
-    room = depth - shape.sheath_mm
+    """Draw one blob: a radius, then a centre with at least that much `room` (mm) around it."""
     radius = min(rng.uniform(*shape.radius_mm), float(room.max()))
     candidates = np.flatnonzero(room >= radius)
     centre = candidates[rng.integers(len(candidates))]
@@ -84,9 +82,10 @@ def distractor_mask(
     their fluid sheaths, as two boolean maps.
 
     Blobs are placed one by one where the free host tissue is deep enough for them and their
-    sheath (a distance transform in template mm), so that they rarely touch its borders, and are
-    clipped to it so that they never cover anything else. Where there is too little room (coarse
-    grids) a blob shrinks to what fits; where there is none it is left out.
+    sheath (a distance transform in template mm), so that they rarely touch its borders; blobs
+    and sheaths are clipped to it so that they never cover anything else. The sheath is
+    `shape.sheath_mm` thick, or one voxel on grids coarser than that. Where there is too little
+    room (coarse grids) a blob shrinks to what fits; where there is none it is left out.
 
     Args:
         rng: the distractors' generator (`distractor_rng`).
@@ -99,18 +98,18 @@ def distractor_mask(
         shape: sizes and clearances of the blobs.
     """
     free = _host_mask(tissue, vessels, voxel_mm, shape)
+    # At least one voxel thick, so that coarse grids keep a sheath too.
+    sheath_mm = max(shape.sheath_mm, float(voxel_mm.max()))
     blobs = np.zeros(tissue.shape, dtype=bool)
     sheaths = np.zeros(tissue.shape, dtype=bool)
     for _ in range(count):
-        depth = ndimage.distance_transform_edt(free, sampling=voxel_mm)
-        if depth.max() <= shape.sheath_mm:
+        room = ndimage.distance_transform_edt(free, sampling=voxel_mm) - sheath_mm
+        if room.max() <= 0:
             break
-        blob = _sample_blob(rng, coords, depth, shape)
+        blob = _sample_blob(rng, coords, room, shape)
         inside = (blob.level(coords) + roughness < 1) & free
-        if not inside.any():
-            continue
         gap = ndimage.distance_transform_edt(~inside, sampling=voxel_mm)
-        sheath = (gap <= shape.sheath_mm) & free & ~inside
+        sheath = (gap <= sheath_mm) & free & ~inside
         blobs |= inside
         sheaths |= sheath
         # A voxel's gap to the next sheath keeps the blobs apart, so that `count` of them show.

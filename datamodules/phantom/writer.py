@@ -90,13 +90,14 @@ def generate_subject(
         rng: the subject's own generator; the same generator state gives the same subject.
         shape: grid size (x, y, z), z inferior to superior; at least 16 voxels per axis.
         spacing: voxel size in mm; the head is scaled to fit the field of view shape * spacing.
-        distractors: number of blobs of brain-like tissue outside the skull, labelled
-            background (`datamodules.phantom.distractors`); the rest of the subject is the
-            same as without them.
+        distractors: number of blobs of brain-like tissue in a sheath of fluid outside the
+            skull, labelled background (`datamodules.phantom.distractors`); beyond the
+            sheaths the subject is the same as without them.
 
     Returns:
         {"cisternography": float32, "angiography": float32, "label": uint8}, each of `shape`,
-        plus the distractors' voxels under `DISTRACTOR_KEY` (bool) if `distractors` > 0.
+        plus the voxels of the distractors' blobs (not their sheaths) under `DISTRACTOR_KEY`
+        (bool) if `distractors` > 0.
     """
     distractors = _checked_distractors(distractors)
     shape, spacing = validated_geometry(shape, spacing)
@@ -175,8 +176,8 @@ def write_phantom(
         seed: cohort seed; subject i is drawn from default_rng([seed, i]).
         shape: grid size per subject, at least 16 voxels per axis.
         spacing: voxel size in mm, positive.
-        distractors: blobs of brain-like tissue outside the skull per subject, labelled
-            background; 0 (the default) writes the plain phantom.
+        distractors: blobs of brain-like tissue in a sheath of fluid outside the skull per
+            subject, labelled background; 0 (the default) writes the plain phantom.
         progress: called as progress(done, n_subjects) after each subject, done = 1..n.
 
     Returns:
