@@ -17,7 +17,7 @@ machine and each part's seconds, and writes it to ``reports/bench/bench.md`` and
 the exit status is then 1. A goal not met is a finding, not a failure.
 
 At full size on the 2-core development machine, nothing else running: about
-13 + 80 + 40 + 220 + 55 + 65 s, 7 min 55 s in all (``docs/performance.md``).
+40 + 85 + 45 + 230 + 35 + 65 s, 8 min 40 s in all on a slow day (``docs/performance.md``).
 
 Run: .venv/bin/python benchmarks/run_all.py [--tiny] [--out reports/bench]
 """
