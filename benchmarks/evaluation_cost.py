@@ -39,7 +39,7 @@ from lightning_modules.inference import class_indices
 from lightning_modules.metrics import case_metrics
 
 
-def test_case(manifest: Path) -> tuple[torch.Tensor, torch.Tensor, list[str], list[float]]:
+def phantom_case(manifest: Path) -> tuple[torch.Tensor, torch.Tensor, list[str], list[float]]:
     """Logits ``(K, H, W, D)`` and the truth of the manifest's first subject, class names and
     voxel spacing."""
     description = load_description(manifest, None)
@@ -81,7 +81,7 @@ def medians(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, flo
 
 def rows(options: argparse.Namespace, scratch: Path | None = None) -> list[Row]:
     """Two rows: class indices, and a test case's metrics. ``scratch`` is unused."""
-    logits, truth, names, spacing = test_case(options.manifest)
+    logits, truth, names, spacing = phantom_case(options.manifest)
     prediction = class_indices(logits)
     same_indices = torch.equal(prediction, logits.argmax(0))
     indices = medians(
