@@ -30,7 +30,7 @@ import torch
 from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 from torch.nn import functional as F
 
-from benchmarks.bench_common import PHANTOM, Row, parse_options, print_rows, quiet
+from benchmarks.bench_common import PHANTOM, Row, interleaved, parse_options, print_rows, quiet
 from datamodules.dataset import load_description
 from datamodules.labels import read_label
 from datamodules.manifest import read_manifest
@@ -68,15 +68,19 @@ def monai_case_metrics(
     return hd95[0], assd[0]
 
 
-def medians(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median seconds of each call, the calls taking turns."""
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for index in range(rounds):
-        for name in runs if index % 2 == 0 else reversed(list(runs)):
+def medians(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median seconds of each call, the calls taking turns (``bench_common.interleaved``)."""
+
+    def timed(call: Callable[[], object]) -> Callable[[], list[float]]:
+        def run() -> list[float]:
             start = time.perf_counter()
-            runs[name]()
-            seconds[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in seconds.items()}
+            call()
+            return [time.perf_counter() - start]
+
+        return run
+
+    samples = interleaved({name: timed(call) for name, call in calls.items()}, rounds)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def rows(options: argparse.Namespace, scratch: Path | None = None) -> list[Row]:

@@ -20,7 +20,7 @@ def class_indices(logits: torch.Tensor) -> torch.Tensor:
 
     ``torch.max`` over the class axis, which gives ``argmax(0)``'s indices (ties to the
     first class, NaN wins) several times faster on a CPU, where PyTorch's ``argmax`` over
-    a leading axis is slow (``benchmarks/test_case_cost.py``).
+    a leading axis is slow (``benchmarks/evaluation_cost.py``).
 
     Example:
         >>> class_indices(torch.tensor([[0.1, 2.0, 0.5], [0.3, 2.0, 0.2]])).tolist()
