@@ -20,6 +20,9 @@ from scipy.stats import rankdata, wilcoxon
 
 from experiments.per_case import CELL_KEYS, LOWER_IS_BETTER, task_group, validated_results
 
+# One value per case: a variant's result for one subject, task, class and metric.
+CASE_KEYS: tuple[str, ...] = ("variant", "task", "subject", "class", "metric")
+
 
 def significance_scores(
     results: pd.DataFrame,
@@ -59,14 +62,7 @@ def significance_scores(
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     data = validated_results(results)
-    keys = ["variant", "task", "subject", "class", "metric"]
-    duplicated = data.duplicated(keys)
-    if duplicated.any():
-        example = data.loc[duplicated, keys].iloc[0].to_dict()
-        raise ValueError(
-            f"{int(duplicated.sum())} duplicated per-case row(s), e.g. {example}: pairing by "
-            "subject needs one value per variant, task, subject, class and metric"
-        )
+    refuse_duplicated_cases(data)
     lower = set(lower_is_better)
     # Codes once for the whole frame: a pivot per cell costs more than the tests.
     variant_codes, variant_names = pd.factorize(data["variant"])
@@ -74,14 +70,14 @@ def significance_scores(
     subject_codes, _ = pd.factorize(data["subject"])
     values = data["value"].to_numpy()
     rows = []
-    for (task, class_name, metric), index in _cells(data).items():
+    for (task, class_name, metric), index in cell_rows(data).items():
         columns, variant_order = pd.factorize(variant_codes[index])  # order of appearance
         subjects, subject_order = pd.factorize(subject_codes[index])
         matrix = np.full((len(subject_order), len(variant_order)), np.nan)
         matrix[subjects, columns] = values[index]
         variants = list(variant_names[variant_order])
         first, second = np.triu_indices(len(variants), k=1)  # the pairs, as in combinations
-        signs, pairs = _compare(matrix[:, first], matrix[:, second], alpha)
+        signs, pairs = significant_signs(matrix[:, first], matrix[:, second], alpha)
         if metric in lower:
             signs = -signs
         score = np.zeros(len(variants), dtype=int)
@@ -106,19 +102,31 @@ def significance_scores(
     return pd.DataFrame(rows)
 
 
-def _cells(data: pd.DataFrame) -> dict[tuple[str, str, str], np.ndarray]:
+def refuse_duplicated_cases(data: pd.DataFrame, keys: Iterable[str] = CASE_KEYS) -> None:
+    """Raise a clear ValueError where two rows share their ``keys``: pairs need one value."""
+    keys = list(keys)
+    duplicated = data.duplicated(keys)
+    if duplicated.any():
+        example = data.loc[duplicated, keys].iloc[0].to_dict()
+        raise ValueError(
+            f"{int(duplicated.sum())} duplicated per-case row(s), e.g. {example}: pairing by "
+            f"subject needs one value per {', '.join(keys)}"
+        )
+
+
+def cell_rows(data: pd.DataFrame) -> dict[tuple[str, str, str], np.ndarray]:
     """Row positions of each (task, class, metric), in the order the cells first appear."""
     indices = data.groupby(list(CELL_KEYS)).indices
     return dict(sorted(indices.items(), key=lambda item: item[1][0]))
 
 
-def _compare(a: np.ndarray, b: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+def significant_signs(a: np.ndarray, b: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """Column by column: +1 where ``a`` is significantly larger than ``b``, -1 where smaller,
     else 0; and the pairs used.
 
     ``a`` and ``b`` are (subjects, comparisons); rows with a NaN on either side are
-    dropped per column. The p-values come from ``_signed_rank_p``, cached by the pattern
-    of signed ranks: the bootstrap meets the same few patterns thousands of times.
+    dropped per column. The p-values come from ``_signed_rank_p``, once per distinct
+    pattern of signed ranks: the bootstrap's thousands of columns hold a few hundred.
     """
     columns = np.arange(a.shape[1])
     paired = ~(np.isnan(a) | np.isnan(b))
@@ -134,11 +142,29 @@ def _compare(a: np.ndarray, b: np.ndarray, alpha: float) -> tuple[np.ndarray, np
     # All zero or no pair is not significant; a NaN from inf - inf makes scipy's p NaN.
     testable = nonzero.any(axis=0) & ~(paired & np.isnan(difference)).any(axis=0)
     p = np.ones(len(columns))
-    for j in np.flatnonzero(testable):
-        p[j] = _signed_rank_p(int(sizes[j]), keys[j].tobytes())
+    tested = np.flatnonzero(testable)
+    if len(tested):
+        patterns, which = _distinct_rows(np.column_stack([sizes[tested], keys[tested]]))
+        patterns = patterns.astype(np.int32)
+        distinct = [_signed_rank_p(int(row[0]), row[1:].tobytes()) for row in patterns]
+        p[tested] = np.asarray(distinct)[which.reshape(-1)]
     ordered = np.sort(difference, axis=0)  # NaN last: the median of the first `sizes`
     median = (ordered[(sizes - 1) // 2, columns] + ordered[sizes // 2, columns]) / 2
     return np.where(p < alpha, np.sign(median), 0).astype(int), sizes
+
+
+def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a 2D array and, for each row, the position of its distinct row.
+
+    ``np.unique(axis=0)`` does the same, but sorts the rows as raw bytes, many times slower.
+    """
+    order = np.lexsort(rows.T[::-1])
+    ordered = rows[order]
+    starts = np.ones(len(rows), dtype=bool)
+    starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    which = np.empty(len(rows), dtype=int)
+    which[order] = np.cumsum(starts) - 1
+    return ordered[starts], which
 
 
 @functools.lru_cache(maxsize=2**16)

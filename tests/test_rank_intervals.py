@@ -11,9 +11,10 @@ import pytest
 import yaml
 from scipy.stats import wilcoxon
 
+from benchmarks.rank_bootstrap import ranks_by_frames
 from experiments.ablation_file import TABLE_DEFAULTS, AblationError, load_ablation
-from experiments.rank_intervals import bootstrap_rank_intervals
-from experiments.ranking import _compare, rank_scores
+from experiments.rank_intervals import bootstrap_rank_intervals, bootstrap_ranks
+from experiments.ranking import rank_scores, significant_signs
 from experiments.tables import write_tables
 from tests.conftest import BASELINE
 from tests.table_data import BASE, cases
@@ -103,6 +104,47 @@ def test_every_variant_of_the_loss_study_shape_gets_an_interval():
     assert (frame["rank_low"] <= frame["rank_high"]).all()
 
 
+def ragged_study(rng: np.random.Generator, seeds: int) -> pd.DataFrame:
+    """Two task groups, Dice and HD95 (lower is better), values on a coarse grid (ties
+    and zero differences), NaN values, a task that lacks two subjects, a variant that
+    lacks a class and one with two subjects in a task; with ``seeds`` > 1 a ``seed``
+    column."""
+    # S is best where it is present; Q's place depends on the seeds drawn.
+    shifts = {"P": 0.0, "R": 0.1, "S": 0.3}
+    frames = []
+    for seed in range(seeds):
+        for task, classes in {"multiclass": "ab", "binary:a": "a", "binary:b": "b"}.items():
+            for class_name in classes:
+                for metric, sign in (("dice", 1), ("hd95", -1)):
+                    values = {
+                        v: list(np.round(sign * shift + rng.normal(0, 0.15, 8), 1))
+                        for v, shift in {**shifts, "Q": [0.2, -0.3, 0.1][seed]}.items()
+                    }
+                    frame = cases(task, class_name, metric, values).assign(seed=seed)
+                    frame.loc[rng.random(len(frame)) < 0.08, "value"] = np.nan
+                    if task == "binary:b":
+                        frame = frame[~frame["subject"].isin(["s1", "s6"])]
+                    if task == "multiclass" and class_name == "b":
+                        frame = frame[frame["variant"] != "S"]
+                    if task == "binary:a":  # S unscored where a resample draws neither
+                        frame = frame[
+                            (frame["variant"] != "S") | frame["subject"].isin(["s0", "s1"])
+                        ]
+                    frames.append(frame)
+    results = pd.concat(frames, ignore_index=True)
+    return results if seeds > 1 else results.drop(columns="seed")
+
+
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_the_array_bootstrap_ranks_every_resample_as_the_frames_do(seeds):
+    results = ragged_study(np.random.default_rng(seeds), seeds)
+    keys = ["resample", "group", "variant"]
+    expected = ranks_by_frames(results, resamples=60, seed=5).set_index(keys)["rank"]
+    found = bootstrap_ranks(results, resamples=60, seed=5).set_index(keys)["rank"]
+    pd.testing.assert_series_equal(found.sort_index(), expected.sort_index())
+    assert found.groupby(["group", "variant"]).nunique().gt(1).any()  # ranks that move
+
+
 @pytest.mark.parametrize(
     ("options", "message"), [({"resamples": 0}, "resamples"), ({"level": 1.0}, "level")]
 )
@@ -170,7 +212,7 @@ def test_the_fast_wilcoxon_decides_as_scipy(kind):
         a, b = (np.stack([pair[i] for pair in drawn], axis=1) for i in (0, 1))
         expected = [scipy_sign(a[:, j], b[:, j]) for j in range(count)]
         for alpha in (0.01, 0.05, 0.1, 0.3, 0.7):
-            signs, pairs = _compare(a, b, alpha)
+            signs, pairs = significant_signs(a, b, alpha)
             assert list(signs) == [s if p < alpha else 0 for p, s in expected], (size, alpha)
             assert list(pairs) == list((~(np.isnan(a) | np.isnan(b))).sum(axis=0))
 
