@@ -71,7 +71,9 @@ class BrainDataModule(pl.LightningDataModule):
             (``datamodules.distance``) as ``distance`` to every subject and batch,
             for the distance-weighted losses; computed once per subject.
         cache_subjects: keep the decoded volumes of each split in memory instead
-            of reading the NIfTI files every epoch (memory: all volumes of a split).
+            of reading the NIfTI files every epoch, and for the process's later fits
+            (``datamodules.shared_volumes``: an ablation's worker reads each file once;
+            memory: every volume the process has read).
         weak_labels: weak-label modes (``datamodules.weak_labels.parse_mode`` specs,
             e.g. ``["sparse:4"]`` or ``["noisy:severe"]``) applied in order to each
             training label; batches then carry ``mask`` (1 = labelled) and patches are
@@ -239,7 +241,8 @@ class BrainDataModule(pl.LightningDataModule):
             raise ValueError(f"manifest {self.manifest} has no {split!r} subjects")
         has_label = all(record.label is not None for record in records)
         transform = self.transform(augment=augment, has_label=has_label)
-        subjects = [to_subject(r) for r in records]
+        # Cached subjects share their decoded volumes with the process's later fits.
+        subjects = [to_subject(r, shared=self.cache_subjects) for r in records]
         if split == "train" and self.weak is not None:
             weak = self._drawn_weak_labels()
             for subject in subjects:

@@ -8,7 +8,6 @@ augmentations move together with the label.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from scipy import ndimage
 
 from datamodules.labels import read_label
+from datamodules.process_cache import ByteBoundedCache
 from datamodules.tasks import index_volume
 
 
@@ -52,10 +52,9 @@ def signed_distance_maps(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return maps
 
 
-# The cache is bounded by bytes, not entries: one entry of a full-size volume can
-# weigh hundreds of MB. Phantom ablations (5 tasks x 27 subjects) fit in about 1 GB.
+# Phantom ablations (5 tasks x 27 subjects) fit in about 1 GB.
 CACHE_BYTES = 2 * 2**30
-_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+_cache: ByteBoundedCache[torch.Tensor] = ByteBoundedCache(CACHE_BYTES)
 
 
 def distance_maps_for(
@@ -63,17 +62,14 @@ def distance_maps_for(
 ) -> torch.Tensor:
     """Distance maps ``(C, H, W, D)`` of a label file under a task's class indices.
 
-    Kept in a process-wide cache (least recently used out first, ``CACHE_BYTES``
-    at most), so that the variants of an ablation run in one process share them.
+    Kept in a process-wide cache (``ByteBoundedCache`` of ``CACHE_BYTES``), so that
+    the variants of an ablation run in one process share them.
     """
     path = Path(label_path).resolve()
     key = (str(path), path.stat().st_mtime, tuple(sorted(to_index.items())), num_classes)
-    if key in _cache:
-        _cache.move_to_end(key)
-        return _cache[key]
-    labels = index_volume(read_label(path), to_index)
-    maps = torch.from_numpy(signed_distance_maps(labels, num_classes))
-    _cache[key] = maps
-    while sum(t.nbytes for t in _cache.values()) > CACHE_BYTES and len(_cache) > 1:
-        _cache.popitem(last=False)
-    return maps
+
+    def make() -> torch.Tensor:
+        labels = index_volume(read_label(path), to_index)
+        return torch.from_numpy(signed_distance_maps(labels, num_classes))
+
+    return _cache.get_or_make(key, make)

@@ -14,9 +14,11 @@ from typing import Any
 
 import torch
 import torchio as tio
+from torchio.data.io import read_image
 
 from datamodules.labels import torchio_label_reader
 from datamodules.manifest import SubjectRecord
+from datamodules.shared_volumes import SharedVolumeReader
 from datamodules.weak_supervision import WeakSupervision
 
 
@@ -30,14 +32,25 @@ def attach_weak_label(subject: tio.Subject, weak: WeakSupervision) -> None:
     subject.add_image(tio.LabelMap(tensor=drawn.sampling[None], affine=affine), "sampling")
 
 
-def to_subject(record: SubjectRecord) -> tio.Subject:
+def to_subject(record: SubjectRecord, *, shared: bool = False) -> tio.Subject:
     """A ``tio.Subject`` with one ``ScalarImage`` per channel and a ``label`` map.
 
     Labels are read through ``torchio_label_reader``: integers, whatever the file's type.
+    ``shared`` reads through ``SharedVolumeReader``: each settled file is decoded once
+    per process, for subjects that are loaded up front (``cache_subjects``); TorchIO
+    decodes an image with a custom reader even to answer a shape query.
     """
-    images: dict[str, Any] = {name: tio.ScalarImage(path) for name, path in record.channels.items()}
+    image_reader, label_reader = read_image, torchio_label_reader
+    if shared:
+        image_reader, label_reader = (
+            SharedVolumeReader(read_image),
+            SharedVolumeReader(label_reader),
+        )
+    images: dict[str, Any] = {
+        name: tio.ScalarImage(path, reader=image_reader) for name, path in record.channels.items()
+    }
     if record.label is not None:
-        images["label"] = tio.LabelMap(record.label, reader=torchio_label_reader)
+        images["label"] = tio.LabelMap(record.label, reader=label_reader)
     return tio.Subject(subject=record.subject, **images)
 
 
