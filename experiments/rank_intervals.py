@@ -87,8 +87,7 @@ def bootstrap_rank_intervals(
         .astype(int)
         .reset_index()
     )
-    order = results.assign(group=results["task"].map(task_group))[["group", "variant"]]
-    return order.drop_duplicates().merge(intervals, on=["group", "variant"])
+    return _group_variants(results).merge(intervals, on=["group", "variant"])
 
 
 def bootstrap_ranks(
@@ -149,8 +148,7 @@ def bootstrap_ranks(
             for chunk in _chunks(resamples, study.resample_size())
         ]
     )  # (resamples, groups, variants); 0 where a variant is not ranked
-    order = data.assign(group=data["task"].map(task_group))[["group", "variant"]]
-    order = order.drop_duplicates()
+    order = _group_variants(data)
     g = pd.Index(study.groups).get_indexer(order["group"])
     v = pd.Index(study.variants).get_indexer(order["variant"])
     table = pd.DataFrame(
@@ -162,6 +160,12 @@ def bootstrap_ranks(
         }
     )
     return table[table["rank"] > 0].reset_index(drop=True)
+
+
+def _group_variants(results: pd.DataFrame) -> pd.DataFrame:
+    """Each (group, variant) of the results once, in the order they first appear."""
+    groups = results.assign(group=results["task"].map(task_group))
+    return groups[["group", "variant"]].drop_duplicates()
 
 
 @dataclass(frozen=True)
@@ -201,9 +205,9 @@ class _CaseArrays:
             present = np.zeros((len(subjects), len(cell_variants)), dtype=bool)
             present[subject_codes[index], columns] = True
             cube = np.full((max(len(seeds), 1), *present.shape), np.nan)
-            kept = index[seed_codes[index] >= 0]
-            kept_columns = columns[seed_codes[index] >= 0]
-            cube[seed_codes[kept], subject_codes[kept], kept_columns] = values[kept]
+            seeded = seed_codes[index] >= 0
+            kept = index[seeded]
+            cube[seed_codes[kept], subject_codes[kept], columns[seeded]] = values[kept]
             group = groups.index(task_group(task))
             cells.append(_Cell(group, np.asarray(cell_variants), cube, present, metric in lower))
         return cls(list(variants), groups, len(subjects), cells)
