@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Any
 
-from experiments.ablation_jobs import run_variant, share_cores
+from experiments.ablation_jobs import run_variant, share_cores, spare_the_collector, start_worker
 
 LAUNCHERS = ("local", "ray")
 # Environment a Ray worker needs to log where the driver logs.
@@ -53,7 +53,10 @@ def share_of(jobs: int, resources: dict[str, float] | None = None) -> Share:
 def run_in_processes(jobs: Sequence[tuple[Any, tuple]], workers: int, share: Share) -> Iterator:
     """Train ``jobs`` in ``workers`` spawned processes; yield results as they finish."""
     pool = ProcessPoolExecutor(
-        workers, mp_context=get_context("spawn"), initializer=share_cores, initargs=(share.threads,)
+        workers,
+        mp_context=get_context("spawn"),
+        initializer=start_worker,
+        initargs=(share.threads,),
     )
     try:
         futures = {pool.submit(run_variant, *arguments): variant for variant, arguments in jobs}
@@ -75,6 +78,7 @@ def _ray_variant(folder: str, environment: dict[str, str], threads: int, *argume
     os.chdir(folder)  # the variant's paths (configs, logs, ./mlruns) are the driver's
     os.environ.update(environment)
     share_cores(threads)
+    spare_the_collector()  # a Ray worker process only runs tasks
     return run_variant(*arguments)
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import mlflow
@@ -10,6 +14,7 @@ import pytest
 import yaml
 
 from experiments.ablation_file import AblationError, expand, load_ablation, nested
+from experiments.ablation_jobs import start_worker
 from experiments.cli import main
 from experiments.mlflow_ui import NOTE_TAG
 from experiments.tracking import default_tracking_uri
@@ -252,6 +257,30 @@ def test_variants_can_train_side_by_side(in_tmp, phantom_manifest):
     assert sorted(r.data.tags["variant"] for r in runs) == ["inverse", "none"]
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert (in_tmp / "reports/tiny/logs/none.log").stat().st_size > 0
+
+
+def worker_state() -> tuple[int, bool, int, int]:
+    """In a pool worker: torch threads, Lightning imported, frozen and collected objects."""
+    import torch
+
+    return (
+        torch.get_num_threads(),
+        "lightning.pytorch" in sys.modules,
+        gc.get_freeze_count(),
+        len(gc.get_objects()),
+    )
+
+
+def test_a_pool_worker_keeps_its_libraries_out_of_full_collections():
+    context = get_context("spawn")  # as run_in_processes starts its workers
+    with ProcessPoolExecutor(
+        1, mp_context=context, initializer=start_worker, initargs=(1,)
+    ) as pool:
+        threads, imported, frozen, collected = pool.submit(worker_state).result()
+    assert threads == 1
+    assert imported
+    # Torch, Lightning and MLflow are out of the collector's reach; what is left is small.
+    assert frozen > 10 * collected
 
 
 @pytest.mark.slow
