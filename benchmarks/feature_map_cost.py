@@ -25,7 +25,7 @@ import yaml
 from lightning.pytorch.callbacks import Timer
 
 from datamodules.phantom import write_phantom
-from experiments.cli import VersasegCLI, apply_profile
+from experiments.fit import VersasegCLI, apply_profile
 from experiments.profiles import profile_path
 from lightning_modules.feature_maps import FeatureMapSnapshots
 

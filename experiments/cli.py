@@ -35,33 +35,20 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-from datamodules.ixi import (
-    DEFAULT_CHANNELS,
-    DEFAULT_REFERENCE,
-    fetch_ixi,
-    translation_pair,
-    write_ixi_cohort,
-)
-from datamodules.manifest import ManifestError
-from datamodules.phantom import write_phantom
-from datamodules.phantom.geometry import validated_geometry
-from experiments.ablate import AblationRunner
+from datamodules.manifest_records import ManifestError
 from experiments.ablation_file import AblationError, load_ablation, parse_settings
-from experiments.ablation_launchers import LAUNCHERS
-from experiments.ablation_results import write_reports
-from experiments.feature_maps import FeatureMapError, feature_maps_main
-from experiments.fit import ConfigError, apply_profile, run_lightning
 from experiments.input_checks import CommandParser, UsageError, check_output_folder
-from experiments.mlflow_ui import ui_addresses
 from experiments.profiles import DEFAULT_PROFILE
-from experiments.tracking import default_tracking_uri, is_local_store
-from lightning_modules.divergence import NonFiniteLossError
+
+# Each command imports what it needs when it runs: torch, Lightning and MLflow take
+# about 9 s to import, which `versaseg phantom`, `ui` or `--help` never use.
 
 
 def phantom_main(args: Sequence[str]) -> None:
     """``versaseg phantom``: write a seeded phantom cohort and its manifest."""
+    from datamodules.phantom import write_phantom
+    from datamodules.phantom.geometry import validated_geometry
+
     parser = CommandParser(
         prog="versaseg phantom",
         description="Write a synthetic head phantom cohort: NIfTI volumes plus a manifest CSV.",
@@ -109,6 +96,8 @@ def phantom_main(args: Sequence[str]) -> None:
 
 def ixi_main(args: Sequence[str]) -> None:
     """``versaseg ixi``: turn IXI files into a cohort (manifest, description, head-mask labels)."""
+    from datamodules import ixi
+
     parser = CommandParser(
         prog="versaseg ixi",
         description="Write a cohort from IXI head MRI: channels on the reference grid, a head "
@@ -116,26 +105,28 @@ def ixi_main(args: Sequence[str]) -> None:
     )
     parser.add_argument("source", type=Path, help="folder of IXI*.nii.gz files (any depth)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--channels", nargs="+", default=list(DEFAULT_CHANNELS))
+    parser.add_argument("--channels", nargs="+", default=list(ixi.DEFAULT_CHANNELS))
     parser.add_argument(
-        "--reference", default=DEFAULT_REFERENCE, help="grid of every channel; translation source"
+        "--reference",
+        default=ixi.DEFAULT_REFERENCE,
+        help="grid of every channel; translation source",
     )
     parser.add_argument(
         "--download", action="store_true", help="download the channels into SOURCE first"
     )
     options = parser.parse_args(args)
     try:
-        translation_pair(options.channels, options.reference)
+        ixi.translation_pair(options.channels, options.reference)
     except ValueError as error:
         parser.error(str(error))
     check_output_folder(options.out, "--out")
     if options.download:
-        fetch_ixi(options.source, options.channels)
+        ixi.fetch_ixi(options.source, options.channels)
 
     def progress(done: int, total: int) -> None:
         print(f"\rixi: {done}/{total} subjects", end="\n" if done == total else "", flush=True)
 
-    cohort = write_ixi_cohort(
+    cohort = ixi.write_ixi_cohort(
         options.source,
         options.out,
         channels=options.channels,
@@ -149,6 +140,9 @@ def ixi_main(args: Sequence[str]) -> None:
 
 def ui_main(args: Sequence[str]) -> int:
     """``versaseg ui``: serve the MLflow UI of this folder's store, on 127.0.0.1 by default."""
+    from experiments.mlflow_ui import ui_addresses
+    from experiments.tracking import default_tracking_uri, is_local_store
+
     parser = CommandParser(
         prog="versaseg ui",
         description="Serve the MLflow UI of the local store (127.0.0.1 unless --host says).",
@@ -182,6 +176,10 @@ def ui_main(args: Sequence[str]) -> int:
 
 def ablate_main(args: Sequence[str], *, train: bool = True) -> int:
     """``versaseg ablate`` (train the pending variants, then tables) and ``versaseg tables``."""
+    from experiments.ablate import AblationRunner
+    from experiments.ablation_launchers import LAUNCHERS
+    from experiments.ablation_results import write_reports
+
     parser = CommandParser(
         prog="versaseg ablate" if train else "versaseg tables",
         description="Run an ablation as MLflow parent and child runs, then write its tables."
@@ -271,6 +269,7 @@ USAGE = """usage: versaseg COMMAND ...   (COMMAND: one of those below)
 def cleanse_main(args: Sequence[str]) -> None:
     """``versaseg cleanse``: stage 1 of the label-cleansing thread (``experiments.cleanse``)."""
     from experiments.cleanse import METHODS, run_stage
+    from experiments.fit import apply_profile
 
     parser = CommandParser(
         prog="versaseg cleanse",
@@ -288,6 +287,7 @@ def cleanse_main(args: Sequence[str]) -> None:
 
 def translate_main(args: Sequence[str]) -> None:
     """``versaseg translate``: stage 1 of the pseudo-image thread (``experiments.translate``)."""
+    from experiments.fit import apply_profile
     from experiments.translate import METHODS, run_stage
 
     parser = CommandParser(
@@ -302,6 +302,20 @@ def translate_main(args: Sequence[str]) -> None:
     check_output_folder(options.output, "--output")  # before training, not after
     arguments = apply_profile(["fit", *rest])[1:]
     run_stage(arguments, method=options.method, output=options.output)
+
+
+# Errors of bad data, config or usage defined beside torch or Lightning: (module, class).
+USER_ERRORS = (("experiments.fit", "ConfigError"), ("experiments.feature_maps", "FeatureMapError"))
+
+
+def raised_as(error: BaseException, module: str, name: str) -> bool:
+    """Whether ``error`` is an instance of ``module.name``, without importing ``module``.
+
+    A module that was never imported cannot have raised its errors, and importing it
+    only to ask would cost a command such as ``phantom`` the seconds it saves.
+    """
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(error, getattr(loaded, name))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -329,24 +343,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args[0] in ("ablate", "tables"):
             return ablate_main(args[1:], train=args[0] == "ablate")
         elif args[0] == "feature-maps":
+            from experiments.feature_maps import feature_maps_main
+
             return feature_maps_main(args[1:])
         elif args[0] == "cleanse":
             cleanse_main(args[1:])
         elif args[0] == "translate":
             translate_main(args[1:])
         else:
+            from experiments.fit import apply_profile, run_lightning
+
             run_lightning(apply_profile(args))
-    except SIGTERMException:
+    except SystemExit as stop:
+        if not raised_as(stop, "lightning.pytorch.utilities.exceptions", "SIGTERMException"):
+            raise
         # Lightning turns SIGTERM into this SystemExit without a code, which would exit 0.
         print("versaseg: stopped by SIGTERM", file=sys.stderr)
         return 128 + signal.SIGTERM
-    except NonFiniteLossError as error:
+    except Exception as error:
         if show_traceback:
             raise
-        print(f"versaseg: error: training diverged: {error}; the run is FAILED", file=sys.stderr)
-        return 1
-    except (ManifestError, ConfigError, AblationError, FeatureMapError, UsageError) as error:
-        if show_traceback:
+        if raised_as(error, "lightning_modules.divergence", "NonFiniteLossError"):
+            print(
+                f"versaseg: error: training diverged: {error}; the run is FAILED", file=sys.stderr
+            )
+            return 1
+        if not isinstance(error, (ManifestError, AblationError, UsageError)) and not any(
+            raised_as(error, module, name) for module, name in USER_ERRORS
+        ):
             raise
         print(f"versaseg: error: {error}", file=sys.stderr)
         return 2

@@ -326,7 +326,7 @@ def test_cli_download_fetches_into_source_first(monkeypatch, tmp_path, capsys) -
     source, out = tmp_path / "ixi", tmp_path / "out"
     calls = []
     monkeypatch.setattr(
-        "experiments.cli.fetch_ixi", lambda root, modalities: calls.append(fake_ixi(root))
+        "datamodules.ixi.fetch_ixi", lambda root, modalities: calls.append(fake_ixi(root))
     )
     assert main(["ixi", str(source), "--out", str(out), "--download"]) == 0
     assert calls == [source]
